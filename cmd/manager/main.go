@@ -1,0 +1,133 @@
+// Command manager runs the Connector controller (leader-elected) and, from a later release, the
+// admission webhook (served on every replica). Flags and wiring only; behaviour lives in
+// controller/ and webhook/.
+package main
+
+import (
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/controller"
+)
+
+func main() {
+	var (
+		metricsAddr, probeAddr       string
+		leaderElect                  bool
+		leaderElectionNamespace      string
+		proxyAddress, proxyReadyURL  string
+		proxyCAFile                  string
+		probeInterval, retryInterval time.Duration
+		probeTimeout                 time.Duration
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	flag.BoolVar(&leaderElect, "leader-elect", true, "elect one active controller among replicas (a Lease in --leader-election-namespace)")
+	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease; required out of cluster")
+	flag.StringVar(&proxyAddress, "proxy-address", "", "base URL of the registry proxy as workloads reach it, e.g. https://connectors-proxy.connectors-system.svc; published in Connector status")
+	flag.StringVar(&proxyReadyURL, "proxy-readiness-url", "", "the proxy's readiness endpoint (default <proxy-address>/readyz)")
+	flag.StringVar(&proxyCAFile, "proxy-ca-file", "", "PEM CA bundle that verifies the proxy's serving certificate (default: system roots)")
+	flag.DurationVar(&probeInterval, "probe-interval", 5*time.Minute, "how often a Ready Connector's registry is re-probed")
+	flag.DurationVar(&retryInterval, "retry-interval", 30*time.Second, "how soon a failing Connector is re-probed")
+	flag.DurationVar(&probeTimeout, "probe-timeout", 10*time.Second, "timeout of each probe request to a registry")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	setupLog := ctrl.Log.WithName("setup")
+
+	if err := run(managerOptions{
+		metricsAddr: metricsAddr, probeAddr: probeAddr,
+		leaderElect: leaderElect, leaderElectionNamespace: leaderElectionNamespace,
+		proxyAddress: strings.TrimRight(proxyAddress, "/"), proxyReadyURL: proxyReadyURL, proxyCAFile: proxyCAFile,
+		probeInterval: probeInterval, retryInterval: retryInterval, probeTimeout: probeTimeout,
+	}); err != nil {
+		setupLog.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+type managerOptions struct {
+	metricsAddr, probeAddr       string
+	leaderElect                  bool
+	leaderElectionNamespace      string
+	proxyAddress, proxyReadyURL  string
+	proxyCAFile                  string
+	probeInterval, retryInterval time.Duration
+	probeTimeout                 time.Duration
+}
+
+func run(o managerOptions) error {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	var proxyRoots *x509.CertPool
+	if o.proxyCAFile != "" {
+		pem, err := os.ReadFile(o.proxyCAFile)
+		if err != nil {
+			return fmt.Errorf("--proxy-ca-file: %w", err)
+		}
+		proxyRoots = x509.NewCertPool()
+		if !proxyRoots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--proxy-ca-file %s holds no PEM certificate", o.proxyCAFile)
+		}
+	}
+
+	cfg, err := ctrl.GetConfig() // honours --kubeconfig, $KUBECONFIG, in-cluster config
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "connectors-manager.connectors.alauda.io",
+		LeaderElectionNamespace: o.leaderElectionNamespace,
+	})
+	if err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	reconciler := &controller.ConnectorReconciler{
+		Client:        mgr.GetClient(),
+		SecretReader:  mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorderFor("connector-controller"),
+		Prober:        &controller.Prober{Timeout: o.probeTimeout},
+		Proxy:         &controller.ProxyChecker{Address: o.proxyAddress, ReadinessURL: o.proxyReadyURL, RootCAs: proxyRoots, CacheFor: 10 * time.Second},
+		ProbeInterval: o.probeInterval,
+		RetryInterval: o.retryInterval,
+	}
+	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return fmt.Errorf("informer caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}

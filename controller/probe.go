@@ -1,0 +1,280 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/docker/distribution/registry/client/auth/challenge"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+)
+
+// Harbor API paths the probes use. /users/current answers 412 to robot accounts, so the auth
+// probe uses /users/current/permissions, which answers 200 to users and robots alike.
+const (
+	harborPingPath        = "/api/v2.0/ping"
+	harborPermissionsPath = "/api/v2.0/users/current/permissions"
+	registryBasePath      = "/v2/"
+)
+
+// probeBodyLimit caps how much of a probe response is read; probes only need small JSON.
+const probeBodyLimit = 1 << 20
+
+// ProbeResult is one condition's outcome.
+type ProbeResult struct {
+	OK      bool
+	Reason  string
+	Message string
+}
+
+// Prober checks a registry's liveness and the Connector's credentials. It never follows
+// redirects (credentials go only to the Connector's own origin) and always verifies TLS.
+type Prober struct {
+	// Timeout bounds each HTTP request.
+	Timeout time.Duration
+}
+
+// Probe runs the liveness probe and, when it passes, the auth probe for the Connector's class.
+func (p *Prober) Probe(ctx context.Context, c *v1alpha1.Connector, creds *BasicCredentials, roots *x509.CertPool) (liveness, auth ProbeResult) {
+	origin, err := registryOrigin(c.Spec.Address)
+	if err != nil {
+		r := ProbeResult{Reason: v1alpha1.ReasonUnreachable, Message: err.Error()}
+		return r, notProbed(v1alpha1.ConditionLivenessReady)
+	}
+	transport := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: p.timeout(),
+		DisableKeepAlives:   true,
+	}
+	defer transport.CloseIdleConnections()
+	session := &probeSession{
+		origin: origin,
+		creds:  creds,
+		client: &http.Client{
+			Transport: transport,
+			Timeout:   p.timeout(),
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+	}
+	switch c.Spec.ConnectorClassName {
+	case v1alpha1.ClassOCI:
+		return session.probeOCI(ctx)
+	default:
+		return session.probeHarbor(ctx)
+	}
+}
+
+func (p *Prober) timeout() time.Duration {
+	if p.Timeout > 0 {
+		return p.Timeout
+	}
+	return 10 * time.Second
+}
+
+// registryOrigin reduces the address to scheme://host[:port]: the registry API and Harbor's API
+// live at the origin, whatever path the address carries.
+func registryOrigin(address string) (*url.URL, error) {
+	u, err := url.Parse(address)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("spec.address %q is not an http(s) URL with a host: set it to e.g. https://harbor.example.com", address)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
+type probeSession struct {
+	origin *url.URL
+	creds  *BasicCredentials
+	client *http.Client
+}
+
+func (s *probeSession) probeHarbor(ctx context.Context) (liveness, auth ProbeResult) {
+	resp, err := s.get(ctx, s.origin.JoinPath(harborPingPath).String(), nil)
+	if err != nil {
+		return transportFailure(err), notProbed(v1alpha1.ConditionLivenessReady)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return unexpected("GET "+harborPingPath, resp.StatusCode, "is the address a Harbor 2.x server? For another registry use connectorClassName: oci"),
+			notProbed(v1alpha1.ConditionLivenessReady)
+	}
+	liveness = ProbeResult{OK: true, Reason: v1alpha1.ReasonAlive, Message: fmt.Sprintf("GET %s answered 200", harborPingPath)}
+	if s.creds == nil {
+		return liveness, anonymous()
+	}
+	resp, err = s.get(ctx, s.origin.JoinPath(harborPermissionsPath).String(), s.basic)
+	if err != nil {
+		return liveness, transportFailure(err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return liveness, ProbeResult{OK: true, Reason: v1alpha1.ReasonAuthenticated,
+			Message: fmt.Sprintf("Harbor accepted the credentials of %q", s.creds.Username)}
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return liveness, unauthorized(s.creds.Username, resp.StatusCode)
+	default:
+		return liveness, unexpected("GET "+harborPermissionsPath, resp.StatusCode, "check the Harbor version (2.x is required)")
+	}
+}
+
+// probeOCI follows the distribution token flow: GET /v2/, then the challenge's realm with Basic
+// credentials, then /v2/ again with the token.
+func (s *probeSession) probeOCI(ctx context.Context) (liveness, auth ProbeResult) {
+	base := s.origin.JoinPath(registryBasePath).String()
+	resp, err := s.get(ctx, base, nil)
+	if err != nil {
+		return transportFailure(err), notProbed(v1alpha1.ConditionLivenessReady)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnauthorized {
+		return unexpected("GET "+registryBasePath, resp.StatusCode, "is the address an OCI distribution registry?"),
+			notProbed(v1alpha1.ConditionLivenessReady)
+	}
+	liveness = ProbeResult{OK: true, Reason: v1alpha1.ReasonAlive, Message: fmt.Sprintf("GET %s answered %d", registryBasePath, resp.StatusCode)}
+	if s.creds == nil {
+		return liveness, anonymous()
+	}
+	if resp.StatusCode == http.StatusOK {
+		// The registry needs no auth; still check it does not reject the credentials.
+		return liveness, s.expectOK(ctx, base, s.basic)
+	}
+	for _, ch := range challenge.ResponseChallenges(resp) {
+		switch strings.ToLower(ch.Scheme) {
+		case "bearer":
+			return liveness, s.bearerFlow(ctx, base, ch.Parameters)
+		case "basic":
+			return liveness, s.expectOK(ctx, base, s.basic)
+		}
+	}
+	return liveness, unexpected("GET "+registryBasePath, resp.StatusCode, "the registry's 401 carries no Bearer or Basic challenge")
+}
+
+func (s *probeSession) bearerFlow(ctx context.Context, base string, params map[string]string) ProbeResult {
+	realm, err := url.Parse(params["realm"])
+	if err != nil || realm.Scheme != s.origin.Scheme || !strings.EqualFold(realm.Host, s.origin.Host) {
+		// Credentials go only to the Connector's own origin (research proxy-anchors §3.2).
+		return ProbeResult{Reason: v1alpha1.ReasonRealmNotTrusted, Message: fmt.Sprintf(
+			"the registry's token realm %q is not on %s, so the credentials were not sent: set spec.address to the registry's external URL",
+			params["realm"], s.origin)}
+	}
+	q := realm.Query()
+	if svc := params["service"]; svc != "" {
+		q.Set("service", svc)
+	}
+	realm.RawQuery = q.Encode()
+	resp, err := s.get(ctx, realm.String(), s.basic)
+	if err != nil {
+		return transportFailure(err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return unauthorized(s.creds.Username, resp.StatusCode)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return unexpected("GET token realm", resp.StatusCode, "check the registry's token service")
+	}
+	var tok struct {
+		Token       string `json:"token"`
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, probeBodyLimit)).Decode(&tok); err != nil || (tok.Token == "" && tok.AccessToken == "") {
+		return ProbeResult{Reason: v1alpha1.ReasonUnexpectedResponse, Message: "the registry's token service answered 200 without a token"}
+	}
+	bearer := tok.Token
+	if bearer == "" {
+		bearer = tok.AccessToken
+	}
+	return s.expectOK(ctx, base, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+bearer) })
+}
+
+func (s *probeSession) expectOK(ctx context.Context, target string, authorize func(*http.Request)) ProbeResult {
+	resp, err := s.get(ctx, target, authorize)
+	if err != nil {
+		return transportFailure(err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return ProbeResult{OK: true, Reason: v1alpha1.ReasonAuthenticated,
+			Message: fmt.Sprintf("the registry accepted the credentials of %q", s.creds.Username)}
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return unauthorized(s.creds.Username, resp.StatusCode)
+	default:
+		return unexpected("GET "+registryBasePath, resp.StatusCode, "")
+	}
+}
+
+func (s *probeSession) basic(r *http.Request) { r.SetBasicAuth(s.creds.Username, s.creds.Password) }
+
+// get sends one GET and returns the response with its body read (up to a limit) and closed, so
+// callers only look at status, headers and the buffered body.
+func (s *probeSession) get(ctx context.Context, target string, authorize func(*http.Request)) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "harbor-connector-controller")
+	if authorize != nil {
+		authorize(req)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, probeBodyLimit))
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+
+func anonymous() ProbeResult {
+	return ProbeResult{OK: true, Reason: v1alpha1.ReasonAnonymous, Message: "no credentials configured: nothing to check"}
+}
+
+func notProbed(failed string) ProbeResult {
+	return ProbeResult{Reason: v1alpha1.ReasonNotProbed, Message: failed + " is not True, so this probe did not run"}
+}
+
+func unauthorized(user string, status int) ProbeResult {
+	return ProbeResult{Reason: v1alpha1.ReasonUnauthorized, Message: fmt.Sprintf(
+		"the registry refused the credentials of %q (HTTP %d): fix the password in the Secret named by spec.auth.secretRef, or the account's permissions (robot accounts are named robot$<project>+<name>)",
+		user, status)}
+}
+
+func unexpected(what string, status int, hint string) ProbeResult {
+	msg := fmt.Sprintf("%s answered HTTP %d", what, status)
+	if hint != "" {
+		msg += ": " + hint
+	}
+	return ProbeResult{Reason: v1alpha1.ReasonUnexpectedResponse, Message: msg}
+}
+
+// transportFailure names what went wrong below HTTP: an untrusted or mismatched certificate, or
+// an address that cannot be reached.
+func transportFailure(err error) ProbeResult {
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknownAuthority):
+		return ProbeResult{Reason: v1alpha1.ReasonTLSUntrusted, Message: fmt.Sprintf(
+			"%v: put the registry's CA certificate (PEM) in a Secret and name it in spec.caCertSecretRef", err)}
+	case errors.As(err, &hostname):
+		return ProbeResult{Reason: v1alpha1.ReasonTLSHostMismatch, Message: fmt.Sprintf(
+			"%v: use the host name the registry's certificate is issued for in spec.address", err)}
+	case errors.As(err, &invalid):
+		return ProbeResult{Reason: v1alpha1.ReasonTLSUntrusted, Message: fmt.Sprintf("%v: renew the registry's certificate", err)}
+	default:
+		return ProbeResult{Reason: v1alpha1.ReasonUnreachable, Message: fmt.Sprintf(
+			"%v: check spec.address and that the registry is reachable from the manager (DNS, network policy, proxy)", err)}
+	}
+}

@@ -1,0 +1,203 @@
+// Package testharbor is the test Harbor: the real CNCF distribution registry with token auth,
+// fronted by a small server that reproduces Harbor 2.x's core where clients and the product can
+// tell the difference (TESTING.md "Registry and Harbor behaviour"): the token service and its
+// lenient answers, Basic robot credentials on /v2/, the Basic challenge after a denied
+// authenticated request, /api/v2.0/ping, /api/v2.0/users/current (412 for robots) and
+// /api/v2.0/users/current/permissions, public and private projects. It serves HTTP or TLS with a
+// test CA, in process or as the test-harbor command.
+package testharbor
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/alauda/harbor-connector/test/testca"
+)
+
+// Options configure a test Harbor.
+type Options struct {
+	// Addr to listen on; default 127.0.0.1:0.
+	Addr string
+	// TLS serves HTTPS with a certificate from a CA made for this server (see CACertPEM).
+	TLS bool
+	// Hosts the TLS certificate is valid for; default 127.0.0.1 and localhost.
+	Hosts []string
+	// ExternalHost is the host[:port] clients use (and the token realm names); default the
+	// listener's address.
+	ExternalHost string
+	// TokenTTL is the lifetime of issued tokens (Harbor's default is 30 minutes).
+	TokenTTL time.Duration
+	// Dir holds the registry's storage; default a new temporary directory, removed on Close.
+	Dir string
+}
+
+// Server is a running test Harbor.
+type Server struct {
+	opts     Options
+	accounts *accounts
+	signer   *tokenSigner
+	registry *registry
+	http     *http.Server
+	listener net.Listener
+	url      string
+	ca       *testca.CA
+	ownDir   bool
+
+	tokenFetches     atomic.Int64
+	tokenServiceDown atomic.Bool
+}
+
+// Start runs a test Harbor until Close.
+func Start(opts Options) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.TokenTTL == 0 {
+		opts.TokenTTL = 30 * time.Minute
+	}
+	if len(opts.Hosts) == 0 {
+		opts.Hosts = []string{"127.0.0.1", "localhost"}
+	}
+	s := &Server{opts: opts, accounts: newAccounts()}
+	if s.opts.Dir == "" {
+		dir, err := os.MkdirTemp("", "test-harbor-")
+		if err != nil {
+			return nil, err
+		}
+		s.opts.Dir, s.ownDir = dir, true
+	}
+	var err error
+	if s.signer, err = newTokenSigner(); err != nil {
+		return nil, err
+	}
+	if s.listener, err = net.Listen("tcp", opts.Addr); err != nil {
+		return nil, err
+	}
+	scheme := "http"
+	if opts.TLS {
+		if s.ca, err = testca.New("test-harbor CA"); err != nil {
+			return nil, err
+		}
+		leaf, err := s.ca.Issue(opts.Hosts...)
+		if err != nil {
+			return nil, err
+		}
+		s.listener = tls.NewListener(s.listener, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	host := opts.ExternalHost
+	if host == "" {
+		host = s.listener.Addr().String()
+	}
+	s.url = scheme + "://" + host
+	// The realm follows the external URL, scheme included: a client told an http realm for an
+	// https registry refuses it, as with a real Harbor behind TLS.
+	if s.registry, err = startRegistry(s.opts.Dir, s.url+"/service/token", s.signer.certPEM); err != nil {
+		s.listener.Close()
+		return nil, err
+	}
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.http.Serve(s.listener) }()
+	return s, nil
+}
+
+// URL is the Harbor's base URL, e.g. https://127.0.0.1:43121.
+func (s *Server) URL() string { return s.url }
+
+// Host is the URL's host[:port], as image references name the registry.
+func (s *Server) Host() string {
+	u, _ := url.Parse(s.url)
+	return u.Host
+}
+
+// CACertPEM is the CA that signed the TLS certificate (nil over HTTP).
+func (s *Server) CACertPEM() []byte {
+	if s.ca == nil {
+		return nil
+	}
+	return s.ca.CertPEM
+}
+
+// CA is the CA that signed the TLS certificate (nil over HTTP).
+func (s *Server) CA() *testca.CA { return s.ca }
+
+// AddProject creates a project; public projects allow anonymous pull.
+func (s *Server) AddProject(name string, public bool) {
+	s.accounts.mu.Lock()
+	defer s.accounts.mu.Unlock()
+	s.accounts.projects[name] = public
+}
+
+// AddUser creates a user. Admins hold every action on every project.
+func (s *Server) AddUser(name, password string, admin bool) {
+	s.accounts.mu.Lock()
+	defer s.accounts.mu.Unlock()
+	s.accounts.users[name] = &account{password: password, admin: admin, grants: map[string][]string{}}
+}
+
+// Grant gives a user or robot actions (ActionPull, ActionPush, ActionDelete) on a project.
+func (s *Server) Grant(user, project string, actions ...string) error {
+	s.accounts.mu.Lock()
+	defer s.accounts.mu.Unlock()
+	acc, ok := s.accounts.users[user]
+	if !ok {
+		return fmt.Errorf("no user %q", user)
+	}
+	acc.grants[project] = append(acc.grants[project], actions...)
+	return nil
+}
+
+// AddRobot creates a project robot account, named as Harbor 2.x names them
+// (robot$<project>+<name>), holding the given actions on its project (default pull and push),
+// and returns its username and secret.
+func (s *Server) AddRobot(project, name string, actions ...string) (username, secret string) {
+	if len(actions) == 0 {
+		actions = []string{ActionPull, ActionPush}
+	}
+	username, secret = "robot$"+project+"+"+name, randomSecret()
+	s.accounts.mu.Lock()
+	defer s.accounts.mu.Unlock()
+	s.accounts.users[username] = &account{password: secret, robot: true, grants: map[string][]string{project: actions}}
+	return username, secret
+}
+
+// SetPassword changes an account's password (a rotated robot secret).
+func (s *Server) SetPassword(user, password string) error {
+	s.accounts.mu.Lock()
+	defer s.accounts.mu.Unlock()
+	acc, ok := s.accounts.users[user]
+	if !ok {
+		return fmt.Errorf("no user %q", user)
+	}
+	acc.password = password
+	return nil
+}
+
+// TokenFetches counts requests to the token service since start.
+func (s *Server) TokenFetches() int64 { return s.tokenFetches.Load() }
+
+// SetTokenServiceDown makes the token service answer 503, for fault tests.
+func (s *Server) SetTokenServiceDown(down bool) { s.tokenServiceDown.Store(down) }
+
+// Close stops the server and removes its storage if Start created it.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = s.http.Close()
+	}
+	s.registry.close()
+	if s.ownDir {
+		_ = os.RemoveAll(s.opts.Dir)
+	}
+	return err
+}

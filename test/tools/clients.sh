@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the pinned real registry clients the suites drive: crane, oras and regctl from the Go
+# module proxy, skopeo (and buildah, for the forward-proxy suite) from Debian. Prints
+# `name=path` lines. A missing Debian package is installed with apt-get when running as root;
+# otherwise the script fails naming the command to run.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+CRANE=github.com/google/go-containerregistry/cmd/crane@v0.20.6
+ORAS=oras.land/oras/cmd/oras@v1.2.3
+REGCTL=github.com/regclient/regclient/cmd/regctl@v0.9.0
+
+echo "crane=$("$here/go-tool.sh" crane "$CRANE")"
+echo "oras=$("$here/go-tool.sh" oras "$ORAS")"
+echo "regctl=$("$here/go-tool.sh" regctl "$REGCTL")"
+
+debian() {
+  local bin=$1 pkg=$2
+  if ! command -v "$bin" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      printf '[clients] apt-get install %s\n' "$pkg" >&2
+      (apt-get install -y --no-install-recommends "$pkg" >&2 || { apt-get update >&2 && apt-get install -y --no-install-recommends "$pkg" >&2; })
+    else
+      echo "missing $bin: run 'apt-get install -y $pkg'" >&2; exit 1
+    fi
+  fi
+  echo "$bin=$(command -v "$bin")"
+}
+for want in ${CLIENTS_DEBIAN:-skopeo}; do
+  debian "$want" "$want"
+done

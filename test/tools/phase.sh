@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs one named phase of `make test`, printing its duration, and keeps a log of phases so the
+# summary at the end shows where the time went (TESTING.md "Time budget").
+#   test/tools/phase.sh "<name>" command args...    run and time one phase
+#   test/tools/phase.sh --summary                   print the table and reset it
+set -uo pipefail
+log=${HARBOR_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/harbor-connector}/phases.log
+mkdir -p "$(dirname "$log")"
+if [ "${1:-}" = "--summary" ]; then
+  echo "== phase durations =="
+  [ -f "$log" ] && column -t -s $'\t' "$log" 2>/dev/null || cat "$log"
+  rm -f "$log"
+  exit 0
+fi
+name=$1; shift
+echo "== $name"
+start=$(date +%s)
+"$@"
+rc=$?
+secs=$(( $(date +%s) - start ))
+printf '%s\t%ss\t%s\n' "$name" "$secs" "$([ $rc -eq 0 ] && echo ok || echo FAILED)" >> "$log"
+echo "== $name: ${secs}s $([ $rc -eq 0 ] && echo ok || echo FAILED)"
+exit $rc
