@@ -235,7 +235,6 @@ func (s *probeSession) get(ctx context.Context, target string, authorize func(*h
 	return resp, nil
 }
 
-
 func anonymous() ProbeResult {
 	return ProbeResult{OK: true, Reason: v1alpha1.ReasonAnonymous, Message: "no credentials configured: nothing to check"}
 }

@@ -25,7 +25,9 @@ type BasicCredentials struct {
 }
 
 // String redacts the password.
-func (c BasicCredentials) String() string { return fmt.Sprintf("{Username:%s Password:<redacted>}", c.Username) }
+func (c BasicCredentials) String() string {
+	return fmt.Sprintf("{Username:%s Password:<redacted>}", c.Username)
+}
 
 // GoString redacts the password for %#v.
 func (c BasicCredentials) GoString() string { return c.String() }
