@@ -104,7 +104,7 @@ func Start(opts Options) (*Server, error) {
 		s.listener.Close()
 		return nil, err
 	}
-	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: serverLog()}
 	go func() { _ = s.http.Serve(s.listener) }()
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -74,6 +75,15 @@ http:
 func (r *registry) close() {
 	_ = r.server.Close()
 	_ = r.app.Shutdown()
+}
+
+// serverLog keeps handshake errors (expected in negative TLS tests) out of test output unless
+// TEST_HARBOR_VERBOSE is set.
+func serverLog() *log.Logger {
+	if os.Getenv("TEST_HARBOR_VERBOSE") != "" {
+		return nil
+	}
+	return log.New(io.Discard, "", 0)
 }
 
 // quietRegistryLogs keeps the registry's per-request logrus lines out of test output; errors

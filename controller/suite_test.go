@@ -1,0 +1,184 @@
+package controller_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/controller"
+	testharbor "github.com/alauda/harbor-connector/test/harbor"
+	"github.com/alauda/harbor-connector/test/kube"
+)
+
+// The suite runs one real API server, one manager with the reconciler, a plain-HTTP and a TLS
+// test Harbor, and a stand-in for the proxy's readiness endpoint (the proxy is a later part).
+var (
+	env        *envtest.Environment
+	cfg        *rest.Config
+	k8s        client.Client
+	harbor     *testharbor.Server
+	harborTLS  *testharbor.Server
+	proxyReady atomic.Bool
+	proxySrv   *httptest.Server
+	logs       = &syncBuffer{}
+)
+
+const (
+	proxyAddress = "https://connectors-proxy.connectors-system.svc"
+	// probeInterval is short so the periodic re-probe is observable; failures retry only after
+	// an hour, so every recovery the tests see comes from the Secret watch.
+	probeInterval = 2 * time.Second
+	retryInterval = time.Hour
+)
+
+// syncBuffer collects every log line the manager writes, so tests can assert no credential
+// ever reaches a log.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	// Debug level: the most verbose the manager can be must still hold no credential.
+	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-5))))
+	var err error
+	if env, err = kube.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer env.Stop()
+	cfg = env.Config
+	if k8s, err = client.New(cfg, client.Options{Scheme: kube.Scheme()}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if harbor, err = testharbor.Start(testharbor.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer harbor.Close()
+	if harborTLS, err = testharbor.Start(testharbor.Options{TLS: true}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer harborTLS.Close()
+
+	proxyReady.Store(true)
+	proxySrv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" || !proxyReady.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer proxySrv.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: kube.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	r := &controller.ConnectorReconciler{
+		Client:        mgr.GetClient(),
+		SecretReader:  mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorderFor("connector-controller"),
+		Prober:        &controller.Prober{Timeout: 3 * time.Second},
+		Proxy:         &controller.ProxyChecker{Address: proxyAddress, ReadinessURL: proxySrv.URL + "/readyz"},
+		ProbeInterval: probeInterval,
+		RetryInterval: retryInterval,
+	}
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	code := m.Run()
+	if code == 0 {
+		if err := checkNoCredentialLeaks(); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: credential leak:", err)
+			code = 1
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		return 1
+	}
+	return code
+}
+
+func startHarbor() (*testharbor.Server, error) { return testharbor.Start(testharbor.Options{}) }
+
+// checkNoCredentialLeaks looks for every password the tests stored in a Secret in everything
+// the manager wrote: its debug-level logs, every Event and every Connector's status.
+func checkNoCredentialLeaks() error {
+	written := logs.String()
+	if !strings.Contains(written, "probed connector") {
+		return fmt.Errorf("the manager's logs were not captured, so the check would prove nothing")
+	}
+	var events corev1.EventList
+	if err := k8s.List(context.Background(), &events); err != nil {
+		return err
+	}
+	var connectors v1alpha1.ConnectorList
+	if err := k8s.List(context.Background(), &connectors); err != nil {
+		return err
+	}
+	places := map[string]string{"manager logs": written}
+	for _, e := range events.Items {
+		places["event "+e.Namespace+"/"+e.Name] = e.Message
+	}
+	for _, c := range connectors.Items {
+		b, _ := json.Marshal(c.Status)
+		places["status of "+c.Namespace+"/"+c.Name] = string(b)
+	}
+	var leak error
+	secretsUsed.Range(func(k, _ any) bool {
+		for where, text := range places {
+			if strings.Contains(text, k.(string)) {
+				leak = fmt.Errorf("a password stored in a Secret appears in %s", where)
+				return false
+			}
+		}
+		return true
+	})
+	return leak
+}

@@ -1,0 +1,75 @@
+// Package kube starts the real Kubernetes API server (envtest, with the binaries
+// test/tools/k8s-assets.sh builds from the Go module proxy) with the project's CRDs installed.
+// Start one per test package, in TestMain.
+package kube
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/test/clients"
+)
+
+// K8sVersion is the pinned API server version the assets are built at.
+const K8sVersion = "v1.33.4"
+
+// Scheme knows the built-in types and the Connector API.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// AssetsDir is KUBEBUILDER_ASSETS when set, otherwise the cache directory the asset script
+// builds into. It fails with the command to run when kube-apiserver is missing.
+func AssetsDir() (string, error) {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		cache := os.Getenv("HARBOR_CONNECTOR_CACHE")
+		if cache == "" {
+			base, err := os.UserCacheDir()
+			if err != nil {
+				return "", err
+			}
+			cache = filepath.Join(base, "harbor-connector")
+		}
+		dir = filepath.Join(cache, "k8s", K8sVersion)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err != nil {
+		return "", fmt.Errorf("no kube-apiserver in %s: run test/tools/k8s-assets.sh (or make envtest-assets)", dir)
+	}
+	return dir, nil
+}
+
+// Start starts an API server with the CRDs from config/crd/bases installed.
+func Start() (*envtest.Environment, error) {
+	assets, err := AssetsDir()
+	if err != nil {
+		return nil, err
+	}
+	root, err := clients.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                Scheme(),
+	}
+	if _, err := env.Start(); err != nil {
+		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
+	}
+	return env, nil
+}
