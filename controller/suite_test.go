@@ -150,16 +150,19 @@ func startHarbor() (*testharbor.Server, error) { return testharbor.Start(testhar
 // checkNoCredentialLeaks looks for every password the tests stored in a Secret in everything
 // the manager wrote: its debug-level logs, every Event and every Connector's status.
 func checkNoCredentialLeaks() error {
+	var connectors v1alpha1.ConnectorList
+	if err := k8s.List(context.Background(), &connectors); err != nil {
+		return err
+	}
+	if len(connectors.Items) == 0 {
+		return nil // a -run filter selected no envtest case: the manager wrote nothing to check
+	}
 	written := logs.String()
 	if !strings.Contains(written, "probed connector") {
 		return fmt.Errorf("the manager's logs were not captured, so the check would prove nothing")
 	}
 	var events corev1.EventList
 	if err := k8s.List(context.Background(), &events); err != nil {
-		return err
-	}
-	var connectors v1alpha1.ConnectorList
-	if err := k8s.List(context.Background(), &connectors); err != nil {
 		return err
 	}
 	places := map[string]string{"manager logs": written}

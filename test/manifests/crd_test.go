@@ -154,7 +154,7 @@ func TestSchemaValidation(t *testing.T) {
 // A secretRef into another namespace is refused by the ValidatingAdmissionPolicy in
 // config/admission (CRD rules cannot see metadata.namespace).
 func TestSecretRefNamespacePolicy(t *testing.T) {
-	out, err := kubectl(t, "apply", "-k", filepath.Join(root, "config", "admission"))
+	out, err := kubectl(t, "apply", "--server-side", "--field-manager=harbor-connector-test", "-k", filepath.Join(root, "config", "admission"))
 	require.NoError(t, err, out)
 	ns := newNamespace(t)
 	c := &v1alpha1.Connector{

@@ -1,0 +1,93 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+)
+
+func TestCredentialsNeverFormat(t *testing.T) {
+	c := BasicCredentials{Username: "robot$team+ci", Password: "s3cr3t-value"}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		assert.NotContains(t, fmt.Sprintf(verb, c), "s3cr3t-value", verb)
+		assert.NotContains(t, fmt.Sprintf(verb, &c), "s3cr3t-value", verb)
+	}
+}
+
+// A registry whose token realm is on another host does not receive the credentials: neither
+// the realm host nor anything else sees an Authorization header.
+func TestOCIRealmOnAnotherHostIsNotTrusted(t *testing.T) {
+	var authSeen atomic.Int32
+	realm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			authSeen.Add(1)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer realm.Close()
+	registry := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			authSeen.Add(1)
+		}
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="registry"`, realm.URL))
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer registry.Close()
+
+	c := &v1alpha1.Connector{Spec: v1alpha1.ConnectorSpec{ConnectorClassName: v1alpha1.ClassOCI, Address: registry.URL}}
+	liveness, auth := (&Prober{}).Probe(context.Background(), c, &BasicCredentials{Username: "u", Password: "p"}, nil)
+	assert.True(t, liveness.OK, liveness.Message)
+	assert.False(t, auth.OK)
+	assert.Equal(t, v1alpha1.ReasonRealmNotTrusted, auth.Reason)
+	assert.Contains(t, auth.Message, realm.URL)
+	assert.Zero(t, authSeen.Load(), "credentials were sent")
+}
+
+// Probes never follow redirects: a redirect answer is reported, and the redirect target never
+// sees the credentials.
+func TestProbeDoesNotFollowRedirects(t *testing.T) {
+	var followed atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { followed.Add(1) }))
+	defer target.Close()
+	harbor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == harborPingPath {
+			_, _ = w.Write([]byte("Pong"))
+			return
+		}
+		http.Redirect(w, r, target.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer harbor.Close()
+	c := &v1alpha1.Connector{Spec: v1alpha1.ConnectorSpec{ConnectorClassName: v1alpha1.ClassHarbor, Address: harbor.URL}}
+	_, auth := (&Prober{}).Probe(context.Background(), c, &BasicCredentials{Username: "u", Password: "p"}, nil)
+	assert.Equal(t, v1alpha1.ReasonUnexpectedResponse, auth.Reason)
+	assert.Contains(t, auth.Message, "HTTP 302")
+	assert.Zero(t, followed.Load())
+}
+
+func TestProxyNotConfigured(t *testing.T) {
+	p := &ProxyChecker{}
+	r := p.Check(context.Background())
+	assert.False(t, r.OK)
+	assert.Equal(t, v1alpha1.ReasonProxyNotConfigured, r.Reason)
+	assert.Empty(t, p.ConnectorURL(&v1alpha1.Connector{}))
+}
+
+func TestSummarizeTakesFirstFailure(t *testing.T) {
+	conds := []metav1.Condition{
+		{Type: v1alpha1.ConditionSecretReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSecretFound},
+		{Type: v1alpha1.ConditionLivenessReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTLSUntrusted, Message: "x509"},
+		{Type: v1alpha1.ConditionAuthReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonNotProbed},
+	}
+	got := summarize(conds)
+	assert.Equal(t, metav1.ConditionFalse, got.Status)
+	assert.Equal(t, v1alpha1.ReasonTLSUntrusted, got.Reason)
+	assert.Equal(t, "LivenessReady: x509", got.Message)
+}

@@ -1,0 +1,196 @@
+// Command demo runs harbor-connector end to end on this machine with no cluster: an embedded
+// API server (envtest, built on first run), the test Harbor over TLS with a private CA, and the
+// manager as a local process. It creates a Connector the way a platform admin would, shows it
+// becoming Ready, shows a wrong password being reported and fixed, and cleans up.
+//
+// Parts not built yet (admission webhook, registry proxy, CSI driver) are named as such in the
+// output rather than simulated.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/test/clients"
+	testharbor "github.com/alauda/harbor-connector/test/harbor"
+	"github.com/alauda/harbor-connector/test/kube"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "\ndemo failed:", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
+
+func run() error {
+	start := time.Now()
+	root, err := clients.RepoRoot()
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "harbor-connector-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	step("Kubernetes binaries (built from the Go module proxy on first run, then cached)")
+	assets := exec.Command(filepath.Join(root, "test", "tools", "k8s-assets.sh"))
+	assets.Stderr = os.Stderr
+	out, err := assets.Output()
+	if err != nil {
+		return fmt.Errorf("building envtest assets: %w", err)
+	}
+	os.Setenv("KUBEBUILDER_ASSETS", strings.TrimSpace(string(out)))
+
+	step("Starting an embedded kube-apiserver + etcd with the Connector CRD")
+	env, err := kube.Start()
+	if err != nil {
+		return err
+	}
+	defer env.Stop()
+	admin, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(work, "kubeconfig")
+	kc, err := admin.KubeConfig()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return err
+	}
+	k8s, err := client.New(env.Config, client.Options{Scheme: kube.Scheme()})
+	if err != nil {
+		return err
+	}
+	kubectl := func(args ...string) {
+		cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		_ = cmd.Run()
+	}
+
+	step("Starting the test Harbor (real distribution registry behind a Harbor 2.x front) over TLS with a private CA")
+	harbor, err := testharbor.Start(testharbor.Options{TLS: true})
+	if err != nil {
+		return err
+	}
+	defer harbor.Close()
+	harbor.AddProject("team", false)
+	robot, secret := harbor.AddRobot("team", "ci")
+	fmt.Printf("    Harbor at %s, private project 'team', robot account %s\n", harbor.URL(), robot)
+
+	step("Starting the manager (controller) as a local process, out of cluster with --kubeconfig")
+	managerBin := filepath.Join(work, "manager")
+	build := exec.Command("go", "build", "-o", managerBin, "./cmd/manager")
+	build.Dir, build.Stderr = root, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building the manager: %w", err)
+	}
+	managerLog, err := os.Create(filepath.Join(work, "manager.log"))
+	if err != nil {
+		return err
+	}
+	manager := exec.Command(managerBin, "--kubeconfig", kubeconfig, "--leader-elect", "--leader-election-namespace", "default",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0", "--retry-interval", "5s")
+	manager.Stdout, manager.Stderr = managerLog, managerLog
+	if err := manager.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = manager.Process.Kill(); _ = manager.Wait() }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := "team-a"
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+
+	step("Platform admin: a basic-auth Secret with the robot account, its CA, and a Connector")
+	robotSecret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "harbor-robot"},
+		Type:       corev1.SecretTypeBasicAuth,
+		StringData: map[string]string{"username": robot, "password": "wrong-" + secret[:4]},
+	}
+	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "harbor-ca"}, Data: map[string][]byte{"ca.crt": harbor.CACertPEM()}}
+	connector := &v1alpha1.Connector{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "harbor", Annotations: map[string]string{"cpaas.io/description": "team Harbor"}},
+		Spec: v1alpha1.ConnectorSpec{
+			ConnectorClassName: v1alpha1.ClassHarbor,
+			Address:            harbor.URL(),
+			Auth:               &v1alpha1.ConnectorAuth{Name: v1alpha1.AuthBasic, SecretRef: &v1alpha1.SecretReference{Name: "harbor-robot"}},
+			CACertSecretRef:    &v1alpha1.LocalSecretReference{Name: "harbor-ca"},
+		},
+	}
+	for _, obj := range []client.Object{robotSecret, ca, connector} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			return err
+		}
+	}
+	fmt.Println("    (the Secret deliberately holds a wrong password first)")
+	if err := waitCondition(ctx, k8s, connector, v1alpha1.ConditionAuthReady, metav1.ConditionFalse); err != nil {
+		return err
+	}
+	kubectl("get", "connectors", "-n", ns)
+	kubectl("get", "events", "-n", ns, "--field-selector", "reason=Unauthorized", "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message")
+
+	step("Fixing the password in the Secret: the controller re-probes on the Secret change")
+	robotSecret.StringData = map[string]string{"password": secret}
+	if err := k8s.Update(ctx, robotSecret); err != nil {
+		return err
+	}
+	if err := waitCondition(ctx, k8s, connector, v1alpha1.ConditionAuthReady, metav1.ConditionTrue); err != nil {
+		return err
+	}
+	kubectl("get", "connectors", "-n", ns)
+	kubectl("get", "connector", "harbor", "-n", ns, "-o",
+		`jsonpath={range .status.conditions[*]}{"    "}{.type}{"="}{.status}{" ("}{.reason}{"): "}{.message}{"\n"}{end}`)
+
+	step("Summary")
+	fmt.Printf(`    built and shown:   Connector API, controller (Secret checks, Harbor probes over verified TLS,
+                       robot accounts, conditions and events, recovery on Secret change)
+    not built yet:     the registry proxy (so ProxyReady=False, ProxyNotConfigured, and Ready=False),
+                       the admission webhook, the CSI driver; push/pull through the proxy comes with them
+    the password never appears in the manager's log: %v
+    took %s
+`, !logContains(filepath.Join(work, "manager.log"), secret), time.Since(start).Round(time.Second))
+	return nil
+}
+
+func waitCondition(ctx context.Context, k8s client.Client, c *v1alpha1.Connector, condType string, status metav1.ConditionStatus) error {
+	for {
+		var got v1alpha1.Connector
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(c), &got); err != nil {
+			return err
+		}
+		if cond := meta.FindStatusCondition(got.Status.Conditions, condType); cond != nil && cond.Status == status {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("Connector %s/%s: %s never became %s", c.Namespace, c.Name, condType, status)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func logContains(path, s string) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && strings.Contains(string(b), s)
+}
