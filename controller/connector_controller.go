@@ -144,7 +144,9 @@ func (r *ConnectorReconciler) check(ctx context.Context, c *v1alpha1.Connector) 
 		liveness, _ = r.Prober.Probe(ctx, c, nil, secrets.RootCAs)
 		auth = notProbed(v1alpha1.ConditionSecretReady)
 	default:
+		started := time.Now()
 		liveness, auth = r.Prober.Probe(ctx, c, secrets.Credentials, secrets.RootCAs)
+		probeDuration.WithLabelValues(string(c.Spec.ConnectorClassName)).Observe(time.Since(started).Seconds())
 	}
 	proxy := r.Proxy.Check(ctx)
 
@@ -153,6 +155,9 @@ func (r *ConnectorReconciler) check(ctx context.Context, c *v1alpha1.Connector) 
 		condition(v1alpha1.ConditionLivenessReady, liveness),
 		condition(v1alpha1.ConditionAuthReady, auth),
 		condition(v1alpha1.ConditionProxyReady, proxy),
+	}
+	for _, cond := range conds {
+		probeResults.WithLabelValues(string(c.Spec.ConnectorClassName), cond.Type, cond.Reason).Inc()
 	}
 	return append(conds, summarize(conds))
 }
