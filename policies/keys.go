@@ -1,0 +1,88 @@
+// Package policies holds the rules every part of harbor-connector shares, as pure functions with
+// no I/O: which connectors a namespace may use, how workload annotations are read, which images
+// belong to a connector and how they are rewritten, and the injection plan the webhook applies.
+// The webhook, the proxy and the CSI driver call these functions, so they cannot disagree.
+package policies
+
+// Labels and annotations: the workload-facing contract (ARCHITECTURE.md "Workload opt-in").
+const (
+	// LabelProxyInject, "true" on a Namespace, makes annotated workloads in it eligible for
+	// injection. On a Pod or Job in a namespace without the label, "true" opts that one object
+	// in; "false" on a Pod or Job always opts it out. Set by users.
+	LabelProxyInject = "connectors.cpaas.io/proxy-inject"
+
+	// AnnotationConnector names the connector(s) a Pod, Job or Job pod template uses:
+	// "<name>" or "<namespace>/<name>", comma-separated for several. Set by users; the trigger.
+	AnnotationConnector = "connectors.cpaas.io/connector"
+
+	// AnnotationInject optionally limits what is injected: a comma-separated subset of
+	// "volume", "env", "images". Default: all three. Set by users.
+	AnnotationInject = "connectors.cpaas.io/inject"
+
+	// LabelProxyInjected, "true", marks Pods and Job templates the webhook mutated; the proxy's
+	// pod informer selects on it. Written by the webhook.
+	LabelProxyInjected = "connectors.cpaas.io/proxy-injected"
+
+	// AnnotationStatus is a JSON record of what the webhook injected (connectors, volume, env
+	// names, the original image of each rewritten container). Written by the webhook; its
+	// presence also marks an object whose UPDATEs the webhook re-mutates.
+	AnnotationStatus = "connectors.cpaas.io/proxy-inject-status"
+
+	// AnnotationMirrorPod marks static pods mirrored by the kubelet; they are never mutated.
+	AnnotationMirrorPod = "kubernetes.io/config.mirror"
+)
+
+// Connector visibility labels on Namespaces (the seed product's project model).
+const (
+	// LabelProject on a workload namespace names the project (group) it belongs to.
+	LabelProject = "cpaas.io/project"
+	// LabelInnerNamespace on a namespace marks it as the project's own namespace: its
+	// connectors are usable from every namespace labelled LabelProject=<same group>.
+	LabelInnerNamespace = "cpaas.io/inner-namespace"
+	// PublicNamespace holds connectors every namespace may use.
+	PublicNamespace = "kube-public"
+)
+
+// The injected volume and its files (ARCHITECTURE.md "What a mutation adds", "The CSI driver").
+const (
+	// VolumeName is the one CSI volume injected for all of a workload's connectors.
+	VolumeName = "connectors-proxy"
+	// MountPath is where that volume is mounted, read-only, in every container.
+	MountPath = "/var/run/connectors"
+	// CSIDriverName is the node driver that renders the volume's files.
+	CSIDriverName = "connectors-csi"
+
+	// CSIAttrConnectors lists the connectors a volume serves: "<ns>/<a>,<ns>/<b>".
+	CSIAttrConnectors = "connectors"
+	// CSIAttrConnectorName and CSIAttrConnectorNamespace name one connector (seed form).
+	CSIAttrConnectorName      = "connector.name"
+	CSIAttrConnectorNamespace = "connector.namespace"
+	// CSIAttrConfigurationNames lists the configuration files to render; "!name" excludes one.
+	CSIAttrConfigurationNames = "configuration.names"
+
+	// DefaultConfigurationNames are rendered unless the workload asks otherwise:
+	// registry-config (config.json) and buildkitd (buildkitd.toml).
+	DefaultConfigurationNames = "registry-config,buildkitd"
+
+	// FileDockerConfig is the Docker-style auth file inside the volume.
+	FileDockerConfig = "config.json"
+	// FileCACert is the CA bundle (proxy serving CA + interception CA) inside the volume.
+	FileCACert = "ca.crt"
+	// DirCerts holds the CA under its OpenSSL hash name, for SSL_CERT_DIR.
+	DirCerts = "certs"
+	// ContainersCertsDir is where containers/image (skopeo, buildah, podman) looks for a
+	// registry's CA: <dir>/<host[:port]>/ca.crt.
+	ContainersCertsDir = "/etc/containers/certs.d"
+	// SystemCertDir is the system CA directory kept first in SSL_CERT_DIR.
+	SystemCertDir = "/etc/ssl/certs"
+)
+
+// InjectPart is one thing the webhook can inject.
+type InjectPart string
+
+// The parts AnnotationInject can name.
+const (
+	InjectVolume InjectPart = "volume"
+	InjectEnv    InjectPart = "env"
+	InjectImages InjectPart = "images"
+)

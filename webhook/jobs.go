@@ -1,0 +1,64 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/alauda/harbor-connector/policies"
+)
+
+// JobHandler mutates a Job's pod template, so a bad connector reference is refused when the Job
+// is applied (by the user or CI, not the job controller) and the Job shows the effective images.
+type JobHandler struct {
+	Injector *Injector
+}
+
+// Handle implements admission.Handler.
+func (h *JobHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var job batchv1.Job
+	if err := json.Unmarshal(req.Object.Raw, &job); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	var oldMeta *metav1.ObjectMeta
+	if len(req.OldObject.Raw) > 0 {
+		var old batchv1.Job
+		if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		oldMeta = &old.Spec.Template.ObjectMeta
+	}
+	// The annotation may sit on the Job or on its template: copy the Job's into the template
+	// (so its pods carry it and the Pod webhook finds them already mutated), then decide on
+	// and mutate the template.
+	copyOptIn(&job.ObjectMeta, &job.Spec.Template.ObjectMeta)
+	m := mutation{injector: h.Injector, kind: "Job"}
+	return m.respond(ctx, req, &job, &job.ObjectMeta, &job.Spec.Template.ObjectMeta, oldMeta, &job.Spec.Template.Spec)
+}
+
+// copyOptIn copies the connector annotation, the inject annotation and the opt-in label from
+// the Job's metadata into the template's, where the template does not set them itself.
+func copyOptIn(job, template *metav1.ObjectMeta) {
+	for _, key := range []string{policies.AnnotationConnector, policies.AnnotationInject} {
+		if v, ok := job.Annotations[key]; ok {
+			if _, set := template.Annotations[key]; !set {
+				if template.Annotations == nil {
+					template.Annotations = map[string]string{}
+				}
+				template.Annotations[key] = v
+			}
+		}
+	}
+	if v, ok := job.Labels[policies.LabelProxyInject]; ok {
+		if _, set := template.Labels[policies.LabelProxyInject]; !set {
+			if template.Labels == nil {
+				template.Labels = map[string]string{}
+			}
+			template.Labels[policies.LabelProxyInject] = v
+		}
+	}
+}

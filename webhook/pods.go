@@ -1,0 +1,35 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// PodHandler mutates Pods: the safety net for every controller (Deployments, Tekton, ...). A Pod
+// created from a mutated Job template is already in the desired state and gets an empty patch.
+type PodHandler struct {
+	Injector *Injector
+}
+
+// Handle implements admission.Handler.
+func (h *PodHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	var oldMeta *metav1.ObjectMeta
+	if len(req.OldObject.Raw) > 0 {
+		var old corev1.Pod
+		if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		oldMeta = &old.ObjectMeta
+	}
+	m := mutation{injector: h.Injector, kind: "Pod"}
+	return m.respond(ctx, req, &pod, &pod.ObjectMeta, &pod.ObjectMeta, oldMeta, &pod.Spec)
+}
