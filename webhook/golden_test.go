@@ -31,7 +31,7 @@ var update = flag.Bool("update", false, "rewrite the golden files from the curre
 
 // world is the cluster every golden case is admitted into (testdata/world.yaml).
 type world struct {
-	Namespaces []corev1.Namespace    `json:"namespaces"`
+	Namespaces []corev1.Namespace   `json:"namespaces"`
 	Connectors []v1alpha1.Connector `json:"connectors"`
 }
 
