@@ -18,7 +18,7 @@ generate: ## Regenerate deepcopy, the CRD and RBAC from the Go markers.
 	@cg=$$(test/tools/go-tool.sh controller-gen $(CONTROLLER_GEN_PKG)); \
 	$$cg object paths=./api/... && \
 	$$cg crd paths=./api/... output:crd:artifacts:config=config/crd/bases && \
-	$$cg rbac:roleName=connectors-manager paths=./controller/... output:rbac:artifacts:config=config/rbac
+	$$cg rbac:roleName=connectors-manager paths="./controller/...;./webhook/..." output:rbac:artifacts:config=config/rbac
 
 envtest-assets: ## Build kube-apiserver, etcd and kubectl from the module proxy into the cache.
 	@test/tools/k8s-assets.sh >/dev/null

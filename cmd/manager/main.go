@@ -7,7 +7,9 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -18,9 +20,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/controller"
+	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/webhook"
 )
 
 func main() {
@@ -32,6 +37,11 @@ func main() {
 		proxyCAFile                  string
 		probeInterval, retryInterval time.Duration
 		probeTimeout                 time.Duration
+		webhookEnabled               bool
+		webhookPort                  int
+		webhookCertDir               string
+		forwardProxyURL, pullHost    string
+		noProxy                      string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
@@ -43,6 +53,12 @@ func main() {
 	flag.DurationVar(&probeInterval, "probe-interval", 5*time.Minute, "how often a Ready Connector's registry is re-probed")
 	flag.DurationVar(&retryInterval, "retry-interval", 30*time.Second, "how soon a failing Connector is re-probed")
 	flag.DurationVar(&probeTimeout, "probe-timeout", 10*time.Second, "timeout of each probe request to a registry")
+	flag.BoolVar(&webhookEnabled, "webhook", true, "serve the admission webhook for Pods and Jobs (on every replica)")
+	flag.IntVar(&webhookPort, "webhook-port", 9443, "port of the admission webhook's HTTPS server")
+	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook's tls.crt and tls.key (from cert-manager; reloaded on renewal)")
+	flag.StringVar(&forwardProxyURL, "forward-proxy-url", "http://connectors-proxy.connectors-system.svc:3128", "HTTP_PROXY/HTTPS_PROXY value injected into workloads: the proxy's forward listener, no credentials")
+	flag.StringVar(&pullHost, "pull-host", "127.0.0.1:5050", "host[:port] rewritten images point at: the node pull listener")
+	flag.StringVar(&noProxy, "no-proxy", "", "extra comma-separated NO_PROXY entries for workloads (cluster CIDRs, internal domains); loopback, .svc, .cluster.local and the API server host are always added")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -54,6 +70,8 @@ func main() {
 		leaderElect: leaderElect, leaderElectionNamespace: leaderElectionNamespace,
 		proxyAddress: strings.TrimRight(proxyAddress, "/"), proxyReadyURL: proxyReadyURL, proxyCAFile: proxyCAFile,
 		probeInterval: probeInterval, retryInterval: retryInterval, probeTimeout: probeTimeout,
+		webhookEnabled: webhookEnabled, webhookPort: webhookPort, webhookCertDir: webhookCertDir,
+		injection: policies.InjectionConfig{ForwardProxyURL: forwardProxyURL, PullHost: pullHost, NoProxy: splitList(noProxy)},
 	}); err != nil {
 		setupLog.Error(err, "manager stopped")
 		os.Exit(1)
@@ -68,6 +86,10 @@ type managerOptions struct {
 	proxyCAFile                  string
 	probeInterval, retryInterval time.Duration
 	probeTimeout                 time.Duration
+	webhookEnabled               bool
+	webhookPort                  int
+	webhookCertDir               string
+	injection                    policies.InjectionConfig
 }
 
 func run(o managerOptions) error {
@@ -101,6 +123,8 @@ func run(o managerOptions) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "connectors-manager.connectors.alauda.io",
 		LeaderElectionNamespace: o.leaderElectionNamespace,
+		// The webhook server watches its certificate files and reloads them on renewal.
+		WebhookServer: crwebhook.NewServer(crwebhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir}),
 	})
 	if err != nil {
 		return err
@@ -118,6 +142,14 @@ func run(o managerOptions) error {
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
+	if o.webhookEnabled {
+		injection := o.injection
+		injection.NoProxy = append(injection.NoProxy, apiServerHost(cfg.Host))
+		webhook.Register(mgr, &webhook.Injector{Config: injection})
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return err
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -130,4 +162,26 @@ func run(o managerOptions) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// apiServerHost is the API server's host for NO_PROXY: clients in pods talk to it directly.
+func apiServerHost(restHost string) string {
+	u, err := url.Parse(restHost)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	if host, _, err := net.SplitHostPort(u.Host); err == nil {
+		return host
+	}
+	return u.Host
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -52,8 +52,22 @@ func AssetsDir() (string, error) {
 	return dir, nil
 }
 
+// Option adjusts the environment before it starts.
+type Option func(env *envtest.Environment, root string)
+
+// WithWebhooks installs the webhook configurations in the given files (relative to the
+// repository root), pointed at a local server with a CA envtest makes, as cert-manager's
+// cainjector would. The server's address and certificates are in env.WebhookInstallOptions.
+func WithWebhooks(paths ...string) Option {
+	return func(env *envtest.Environment, root string) {
+		for _, p := range paths {
+			env.WebhookInstallOptions.Paths = append(env.WebhookInstallOptions.Paths, filepath.Join(root, p))
+		}
+	}
+}
+
 // Start starts an API server with the CRDs from config/crd/bases installed.
-func Start() (*envtest.Environment, error) {
+func Start(opts ...Option) (*envtest.Environment, error) {
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -67,6 +81,9 @@ func Start() (*envtest.Environment, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                Scheme(),
+	}
+	for _, opt := range opts {
+		opt(env, root)
 	}
 	if _, err := env.Start(); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
