@@ -164,4 +164,3 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
-
