@@ -7,7 +7,7 @@ BIN := bin
 CONTROLLER_GEN_PKG := sigs.k8s.io/controller-tools/cmd/controller-gen@v0.18.0
 PHASE := test/tools/phase.sh
 
-.PHONY: all build generate manifests test unit envtest-assets clients bench demo deploy undeploy fmt vet e2e
+.PHONY: all build generate test envtest-assets clients bench fuzz demo deploy undeploy fmt vet
 
 all: build
 
@@ -42,8 +42,11 @@ test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites
 	@$(PHASE) "demo (make demo must keep working)" go run ./test/demo
 	@test/tools/phase.sh --summary
 
-bench: ## Benchmarks, printed side by side.
-	@env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -run '^$$' -bench . -benchmem ./...
+bench: ## Benchmarks: each prints its figures side by side with its baseline, measured in one run.
+	@env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -run '^$$' -bench . -benchtime 1x ./...
+
+fuzz: ## Fuzz the webhook's mutation for a minute (the seed corpus also runs in make test).
+	go test ./webhook -run '^$$' -fuzz FuzzPodMutation -fuzztime 60s
 
 demo: ## Run the product end to end on an embedded API server and test Harbor.
 	@go run ./test/demo

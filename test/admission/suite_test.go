@@ -74,7 +74,11 @@ func run(m *testing.M) int {
 	if err != nil {
 		return fail(err)
 	}
-	webhook.Register(mgr, &webhook.Injector{Config: injection})
+	injector := &webhook.Injector{Config: injection}
+	webhook.Register(mgr, injector)
+	// For BenchmarkAdmissionLatency: the same handler and a no-op one, timed server side.
+	mgr.GetWebhookServer().Register(benchPodsPath, timed(benchPodsPath, &crwebhook.Admission{Handler: &webhook.PodHandler{Injector: injector}}))
+	mgr.GetWebhookServer().Register(benchNoopPath, timed(benchNoopPath, &crwebhook.Admission{Handler: noopHandler{}}))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

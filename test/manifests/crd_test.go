@@ -32,7 +32,7 @@ var (
 func TestMain(m *testing.M) {
 	var err error
 	if root, err = clients.RepoRoot(); err == nil {
-		env, err = kube.Start()
+		env, err = kube.Start(kube.WithCertManagerCRDs())
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

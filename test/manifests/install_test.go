@@ -3,33 +3,143 @@ package manifests_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/alauda/harbor-connector/webhook"
 )
 
-// config/default applies to the real API server with server-side apply, and the names it wires
-// together resolve: the manager's ServiceAccount exists and is the subject of its bindings.
+const productNS = "connectors-system"
+
+// config/default applies to the real API server with server-side apply, and every name it
+// wires together resolves, so the manifests cannot drift from each other or from the code.
 func TestInstallManifestsApply(t *testing.T) {
 	out, err := kubectl(t, "apply", "--server-side", "--field-manager=harbor-connector-test", "-k", filepath.Join(root, "config", "default"))
 	require.NoError(t, err, out)
 
+	scheme := runtime.NewScheme()
+	require.NoError(t, clientgoscheme.AddToScheme(scheme))
+	require.NoError(t, cmapi.AddToScheme(scheme))
+	c, err := client.New(env.Config, client.Options{Scheme: scheme})
+	require.NoError(t, err)
 	ctx := context.Background()
-	var deploy appsv1.Deployment
-	require.NoError(t, k8s.Get(ctx, client.ObjectKey{Namespace: "connectors-system", Name: "connectors-manager"}, &deploy))
-	sa := deploy.Spec.Template.Spec.ServiceAccountName
-	require.NoError(t, k8s.Get(ctx, client.ObjectKey{Namespace: "connectors-system", Name: sa}, &corev1.ServiceAccount{}))
 
-	var crb rbacv1.ClusterRoleBinding
-	require.NoError(t, k8s.Get(ctx, client.ObjectKey{Name: "connectors-manager"}, &crb))
-	require.NoError(t, k8s.Get(ctx, client.ObjectKey{Name: crb.RoleRef.Name}, &rbacv1.ClusterRole{}))
-	assert.Contains(t, crb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: "connectors-system"})
-	var rb rbacv1.RoleBinding
-	require.NoError(t, k8s.Get(ctx, client.ObjectKey{Namespace: "connectors-system", Name: "connectors-manager-leader-election"}, &rb))
-	assert.Contains(t, rb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: "connectors-system"})
+	var deploy appsv1.Deployment
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-manager"}, &deploy))
+	podSpec := deploy.Spec.Template.Spec
+	manager := podSpec.Containers[0]
+
+	t.Run("RBAC subjects are the manager's ServiceAccount", func(t *testing.T) {
+		sa := podSpec.ServiceAccountName
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: sa}, &corev1.ServiceAccount{}))
+		var crb rbacv1.ClusterRoleBinding
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-manager"}, &crb))
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: crb.RoleRef.Name}, &rbacv1.ClusterRole{}))
+		assert.Contains(t, crb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: productNS})
+		var rb rbacv1.RoleBinding
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-manager-leader-election"}, &rb))
+		assert.Contains(t, rb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: productNS})
+	})
+
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-proxy-inject"}, &mwc))
+
+	t.Run("webhook clientConfig reaches the manager", func(t *testing.T) {
+		require.Len(t, mwc.Webhooks, 4)
+		for _, wh := range mwc.Webhooks {
+			svcRef := wh.ClientConfig.Service
+			require.NotNil(t, svcRef, wh.Name)
+			assert.Contains(t, []string{webhook.PodsPath, webhook.JobsPath}, *svcRef.Path, "%s path must be one the manager serves", wh.Name)
+			var svc corev1.Service
+			require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: svcRef.Namespace, Name: svcRef.Name}, &svc), wh.Name)
+			assert.True(t, labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(deploy.Spec.Template.Labels)), "Service %s selects the manager pods", svc.Name)
+			port := findServicePort(svc, *svcRef.Port)
+			require.NotNil(t, port, "Service %s has port %d", svc.Name, *svcRef.Port)
+			assert.True(t, containerHasPort(manager, port.TargetPort.String()), "manager container exposes %s", port.TargetPort.String())
+		}
+	})
+
+	t.Run("cert-manager serves and injects the webhook certificate", func(t *testing.T) {
+		ref := mwc.Annotations["cert-manager.io/inject-ca-from"]
+		ns, name, ok := strings.Cut(ref, "/")
+		require.True(t, ok, "inject-ca-from %q", ref)
+		var cert cmapi.Certificate
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &cert))
+		svc := mwc.Webhooks[0].ClientConfig.Service
+		assert.Contains(t, cert.Spec.DNSNames, svc.Name+"."+svc.Namespace+".svc")
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: cert.Spec.IssuerRef.Name}, &cmapi.Issuer{}))
+		mounted := false
+		for _, v := range podSpec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == cert.Spec.SecretName {
+				for _, m := range manager.VolumeMounts {
+					if m.Name == v.Name && containsArg(manager.Args, "--webhook-cert-dir="+m.MountPath) {
+						mounted = true
+					}
+				}
+			}
+		}
+		assert.True(t, mounted, "the manager mounts Secret %s at its --webhook-cert-dir", cert.Spec.SecretName)
+	})
+
+	t.Run("admission policies are bound and agree with the manager", func(t *testing.T) {
+		var bindings admissionregistrationv1.ValidatingAdmissionPolicyBindingList
+		require.NoError(t, c.List(ctx, &bindings))
+		require.NotEmpty(t, bindings.Items)
+		for _, b := range bindings.Items {
+			require.NoError(t, c.Get(ctx, client.ObjectKey{Name: b.Spec.PolicyName}, &admissionregistrationv1.ValidatingAdmissionPolicy{}), b.Name)
+		}
+		var vap admissionregistrationv1.ValidatingAdmissionPolicy
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-pull-host-requires-injection"}, &vap))
+		pullHost := argValue(manager.Args, "--pull-host")
+		require.NotEmpty(t, pullHost)
+		assert.Contains(t, vap.Spec.Variables[0].Expression, "'"+pullHost+"/'", "the policy's pull host must equal the manager's --pull-host")
+	})
+}
+
+func findServicePort(svc corev1.Service, port int32) *corev1.ServicePort {
+	for i := range svc.Spec.Ports {
+		if svc.Spec.Ports[i].Port == port {
+			return &svc.Spec.Ports[i]
+		}
+	}
+	return nil
+}
+
+func containerHasPort(c corev1.Container, name string) bool {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func containsArg(args []string, want string) bool {
+	for _, a := range args {
+		if a == want {
+			return true
+		}
+	}
+	return false
+}
+
+func argValue(args []string, flag string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
