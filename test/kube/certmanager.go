@@ -9,7 +9,6 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
-
 )
 
 // WithCertManagerCRDs installs cert-manager's CRDs (Issuer, Certificate, ...) from the
