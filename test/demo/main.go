@@ -13,16 +13,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/test/clients"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
 	"github.com/alauda/harbor-connector/test/kube"
@@ -59,7 +63,7 @@ func run() error {
 	os.Setenv("KUBEBUILDER_ASSETS", strings.TrimSpace(string(out)))
 
 	step("Starting an embedded kube-apiserver + etcd with the Connector CRD")
-	env, err := kube.Start()
+	env, err := kube.Start(kube.WithWebhooks("config/webhook/manifests.yaml"))
 	if err != nil {
 		return err
 	}
@@ -80,10 +84,17 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	kubectlCmd := func(args ...string) *exec.Cmd {
+		return exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	}
 	kubectl := func(args ...string) {
-		cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		cmd := kubectlCmd(args...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		_ = cmd.Run()
+	}
+	kubectlOut := func(args ...string) (string, error) {
+		out, err := kubectlCmd(args...).CombinedOutput()
+		return string(out), err
 	}
 
 	step("Starting the test Harbor (real distribution registry behind a Harbor 2.x front) over TLS with a private CA")
@@ -107,8 +118,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// The API server calls the manager's webhook at the address and with the CA envtest set in
+	// the MutatingWebhookConfiguration from config/webhook, as cert-manager's cainjector would.
+	wh := env.WebhookInstallOptions
 	manager := exec.Command(managerBin, "--kubeconfig", kubeconfig, "--leader-elect", "--leader-election-namespace", "default",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0", "--retry-interval", "5s")
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0", "--retry-interval", "5s",
+		"--webhook-port", strconv.Itoa(wh.LocalServingPort), "--webhook-cert-dir", wh.LocalServingCertDir,
+		"--forward-proxy-url", "http://127.0.0.1:3128", "--pull-host", "127.0.0.1:5050")
 	manager.Stdout, manager.Stderr = managerLog, managerLog
 	if err := manager.Start(); err != nil {
 		return err
@@ -162,15 +178,109 @@ func run() error {
 	kubectl("get", "connector", "harbor", "-n", ns, "-o",
 		`jsonpath={range .status.conditions[*]}{"    "}{.type}{"="}{.status}{" ("}{.reason}{"): "}{.message}{"\n"}{end}`)
 
+	step("App team: an annotated Job in a namespace labelled %s=true", policies.LabelProxyInject)
+	if err := k8s.Update(ctx, labelled(ns)); err != nil {
+		return err
+	}
+	manifest := fmt.Sprintf(`apiVersion: batch/v1
+kind: Job
+metadata:
+  name: build
+  namespace: %s
+  annotations:
+    connectors.cpaas.io/connector: harbor
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: build
+        image: %s/team/app:v1
+`, ns, harbor.Host())
+	jobFile := filepath.Join(work, "job.yaml")
+	if err := os.WriteFile(jobFile, []byte(manifest), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(indent(manifest))
+	if err := waitWebhook(ctx, kubectlOut, jobFile); err != nil {
+		return err
+	}
+	// The baseline is the same Job without the annotation, defaulted by the API server in a dry
+	// run, so the diff shows only what the webhook added.
+	baselineFile := filepath.Join(work, "baseline.yaml")
+	baselineManifest := strings.Replace(strings.Replace(manifest, "    connectors.cpaas.io/connector: harbor\n", "", 1), "name: build\n", "name: build-baseline\n", 1)
+	if err := os.WriteFile(baselineFile, []byte(baselineManifest), 0o644); err != nil {
+		return err
+	}
+	baseline, err := kubectlOut("create", "--dry-run=server", "-o", "yaml", "-f", baselineFile)
+	if err != nil {
+		return fmt.Errorf("dry run of the baseline Job: %v: %s", err, baseline)
+	}
+	kubectl("apply", "-f", jobFile)
+	live, _ := kubectlOut("get", "job", "build", "-n", ns, "-o", "yaml")
+	fmt.Println("\n    What the webhook changed in the Job's pod template (diff of spec.template):")
+	fmt.Print(indent(diffTemplates(work, baseline, live)))
+	fmt.Println("\n    Re-applying the same manifest, as GitOps would: kubectl diff shows nothing")
+	if out, err := kubectlCmd("diff", "-f", jobFile).Output(); err != nil || strings.TrimSpace(string(out)) != "" {
+		return fmt.Errorf("kubectl diff after re-apply is not empty (%v):\n%s", err, out)
+	}
+	fmt.Println("    (empty)")
+
 	step("Summary")
 	fmt.Printf(`    built and shown:   Connector API, controller (Secret checks, Harbor probes over verified TLS,
-                       robot accounts, conditions and events, recovery on Secret change)
-    not built yet:     the registry proxy (so ProxyReady=False, ProxyNotConfigured, and Ready=False),
-                       the admission webhook, the CSI driver; push/pull through the proxy comes with them
+                       robot accounts, conditions and events, recovery on Secret change),
+                       admission webhook (image rewrite, proxy env, CSI volume, no credentials,
+                       GitOps re-apply is a no-op)
+    not built yet:     the registry proxy (so ProxyReady=False, ProxyNotConfigured, and Ready=False)
+                       and the CSI driver; push/pull through the proxy comes with them
     the password never appears in the manager's log: %v
     took %s
 `, !logContains(filepath.Join(work, "manager.log"), secret), time.Since(start).Round(time.Second))
 	return nil
+}
+
+func labelled(name string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{policies.LabelProxyInject: "true"}}}
+}
+
+// waitWebhook waits until the manager's webhook answers (a server-side dry run of the Job is
+// mutated), so the demo does not race the manager's start.
+func waitWebhook(ctx context.Context, kubectl func(...string) (string, error), manifest string) error {
+	for {
+		out, err := kubectl("create", "--dry-run=server", "-o", "yaml", "-f", manifest)
+		if err == nil && strings.Contains(out, policies.AnnotationStatus) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the webhook never answered: %s", out)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// diffTemplates shows two Jobs' pod templates as a unified diff, without the job controller's
+// per-Job selector labels.
+func diffTemplates(work, baseline, live string) string {
+	template := func(doc string) string {
+		var job batchv1.Job
+		_ = yaml.Unmarshal([]byte(doc), &job)
+		for _, k := range []string{"batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name", "controller-uid", "job-name"} {
+			delete(job.Spec.Template.Labels, k)
+		}
+		out, _ := yaml.Marshal(job.Spec.Template)
+		return string(out)
+	}
+	before, after := filepath.Join(work, "template-as-written.yaml"), filepath.Join(work, "template-as-stored.yaml")
+	_ = os.WriteFile(before, []byte(template(baseline)), 0o644)
+	_ = os.WriteFile(after, []byte(template(live)), 0o644)
+	out, _ := exec.Command("diff", "-u", "--label", "as written (defaulted)", "--label", "as stored", before, after).CombinedOutput()
+	return string(out)
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return "    " + strings.Join(lines, "\n    ") + "\n"
 }
 
 func waitCondition(ctx context.Context, k8s client.Client, c *v1alpha1.Connector, condType string, status metav1.ConditionStatus) error {
