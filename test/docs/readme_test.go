@@ -1,0 +1,116 @@
+// Package docs_test keeps README.md's reference tables true: every key, condition reason, flag
+// and metric the code defines must be documented, so the docs cannot rot.
+package docs_test
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/alauda/harbor-connector/test/clients"
+)
+
+func readme(t *testing.T) (string, string) {
+	t.Helper()
+	root, err := clients.RepoRoot()
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	return string(b), root
+}
+
+// stringConsts returns the string constants of a Go file whose names start with prefix.
+func stringConsts(t *testing.T, path, prefix string) map[string]string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+	require.NoError(t, err)
+	out := map[string]string{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		spec, ok := n.(*ast.ValueSpec)
+		if !ok {
+			return true
+		}
+		for i, name := range spec.Names {
+			if !strings.HasPrefix(name.Name, prefix) || i >= len(spec.Values) {
+				continue
+			}
+			if lit, ok := spec.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				v, _ := strconv.Unquote(lit.Value)
+				out[name.Name] = v
+			}
+		}
+		return true
+	})
+	require.NotEmpty(t, out, "no %s* constants in %s", prefix, path)
+	return out
+}
+
+func TestREADMEDocumentsEveryWorkloadKey(t *testing.T) {
+	doc, root := readme(t)
+	for _, prefix := range []string{"Label", "Annotation"} {
+		for name, key := range stringConsts(t, filepath.Join(root, "policies", "keys.go"), prefix) {
+			if name == "AnnotationMirrorPod" || name == "LabelProject" || name == "LabelInnerNamespace" {
+				continue // not ours; the visibility section names the project labels
+			}
+			assert.Contains(t, doc, "`"+key+"`", "README.md must document %s (%s)", name, key)
+		}
+	}
+}
+
+func TestREADMEDocumentsEveryConditionReason(t *testing.T) {
+	doc, root := readme(t)
+	path := filepath.Join(root, "api", "v1alpha1", "conditions.go")
+	for name, reason := range stringConsts(t, path, "Reason") {
+		if name == "ReasonReady" || name == "ReasonSecretFound" || name == "ReasonAlive" || name == "ReasonAuthenticated" ||
+			name == "ReasonProxyAvailable" || name == "ReasonSecretOptional" || name == "ReasonAnonymous" {
+			continue // success reasons need no troubleshooting row
+		}
+		assert.Contains(t, doc, "`"+reason+"`", "README.md's conditions table must explain %s", name)
+	}
+	for name, typ := range stringConsts(t, path, "Condition") {
+		assert.Contains(t, doc, "`"+typ+"`", "README.md must name condition %s", name)
+	}
+}
+
+var metricName = regexp.MustCompile(`Name:\s+"([a-z_]+)"`)
+
+func TestREADMEDocumentsEveryMetric(t *testing.T) {
+	doc, root := readme(t)
+	files, err := filepath.Glob(filepath.Join(root, "*", "metrics.go"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range metricName.FindAllStringSubmatch(string(src), -1) {
+			assert.Contains(t, doc, "`"+m[1]+"`", "README.md's metrics table must list %s (%s)", m[1], f)
+		}
+	}
+}
+
+var flagLine = regexp.MustCompile(`(?m)^\s+-([a-z][a-z0-9-]+)`)
+
+func TestREADMEDocumentsEveryManagerFlag(t *testing.T) {
+	doc, root := readme(t)
+	cmd := exec.Command("go", "run", "./cmd/manager", "-h")
+	cmd.Dir = root
+	out, _ := cmd.CombinedOutput() // -h exits 0 or 2 depending on the flag package; the text is what matters
+	flags := flagLine.FindAllStringSubmatch(string(out), -1)
+	require.NotEmpty(t, flags, "no flags in the manager's help:\n%s", out)
+	for _, f := range flags {
+		if strings.HasPrefix(f[1], "zap-") {
+			continue // controller-runtime's logging flags, documented upstream
+		}
+		assert.Contains(t, doc, "`--"+f[1]+"`", "README.md's manager flag table must list --%s", f[1])
+	}
+}
