@@ -3,10 +3,7 @@ package controller
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
 )
 
 // BasicCredentials is a registry username and password read from a kubernetes.io/basic-auth
@@ -55,13 +53,9 @@ func readSecrets(ctx context.Context, reader client.Reader, c *v1alpha1.Connecto
 			return failSecret(v1alpha1.ReasonCACertSecretNotFound, notFoundOr(err,
 				fmt.Sprintf("CA Secret %s named by spec.caCertSecretRef does not exist: create it with the registry's CA in a key ending .crt or .pem", key)))
 		}
-		pool, n, err := caPool(&s)
-		if err != nil {
-			return failSecret(v1alpha1.ReasonCACertInvalid, fmt.Sprintf("CA Secret %s: %v", key, err))
-		}
-		if n == 0 {
-			return failSecret(v1alpha1.ReasonCACertInvalid,
-				fmt.Sprintf("CA Secret %s has no PEM certificate in a key ending .crt or .pem: add the registry's CA certificate (PEM) under e.g. ca.crt", key))
+		pool, problem := policies.CAPoolFromSecret(&s)
+		if problem != nil {
+			return failSecret(problem.Reason, problem.Message)
 		}
 		out.RootCAs = pool
 	}
@@ -84,25 +78,11 @@ func readSecrets(ctx context.Context, reader client.Reader, c *v1alpha1.Connecto
 		return failSecret(v1alpha1.ReasonSecretNotFound, notFoundOr(err,
 			fmt.Sprintf("Secret %s named by spec.auth.secretRef does not exist: create a kubernetes.io/basic-auth Secret with username and password", key)))
 	}
-	if s.Type != corev1.SecretTypeBasicAuth {
-		return failSecret(v1alpha1.ReasonSecretWrongType, fmt.Sprintf(
-			"Secret %s has type %q, want %q: recreate it with type kubernetes.io/basic-auth and keys username, password",
-			key, s.Type, corev1.SecretTypeBasicAuth))
+	username, password, problem := policies.BasicAuthFromSecret(&s)
+	if problem != nil {
+		return failSecret(problem.Reason, problem.Message)
 	}
-	var missing []string
-	for _, k := range []string{corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey} {
-		if len(s.Data[k]) == 0 {
-			missing = append(missing, k)
-		}
-	}
-	if len(missing) > 0 {
-		return failSecret(v1alpha1.ReasonSecretMissingKey, fmt.Sprintf(
-			"Secret %s has no value for %s: set both username and password", key, strings.Join(missing, ", ")))
-	}
-	out.Credentials = &BasicCredentials{
-		Username: string(s.Data[corev1.BasicAuthUsernameKey]),
-		Password: string(s.Data[corev1.BasicAuthPasswordKey]),
-	}
+	out.Credentials = &BasicCredentials{Username: username, Password: password}
 	out.Reason, out.Message = v1alpha1.ReasonSecretFound, fmt.Sprintf("Secret %s holds a username and password", key)
 	return out
 }
@@ -118,42 +98,4 @@ func notFoundOr(err error, msg string) string {
 		return msg
 	}
 	return err.Error()
-}
-
-// caPool returns the system roots plus every certificate in the Secret's keys ending .crt or
-// .pem (the seed product's rule), and how many it added. Keys are read in sorted order so an
-// error always names the same key.
-func caPool(s *corev1.Secret) (*x509.CertPool, int, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	keys := make([]string, 0, len(s.Data))
-	for k := range s.Data {
-		if strings.HasSuffix(k, ".crt") || strings.HasSuffix(k, ".pem") {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	added := 0
-	for _, k := range keys {
-		rest := s.Data[k]
-		for {
-			var block *pem.Block
-			block, rest = pem.Decode(rest)
-			if block == nil {
-				break
-			}
-			if block.Type != "CERTIFICATE" {
-				continue
-			}
-			cert, err := x509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, 0, fmt.Errorf("key %s holds a certificate that does not parse (%v): replace it with a PEM X.509 certificate", k, err)
-			}
-			pool.AddCert(cert)
-			added++
-		}
-	}
-	return pool, added, nil
 }

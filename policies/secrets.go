@@ -1,0 +1,86 @@
+package policies
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+)
+
+// SecretProblem says what is wrong with a Secret a Connector references, and what to do.
+type SecretProblem struct {
+	Reason  string // a Connector condition reason (v1alpha1.Reason*)
+	Message string
+}
+
+func (p *SecretProblem) Error() string { return p.Message }
+
+// BasicAuthFromSecret reads username and password from a kubernetes.io/basic-auth Secret.
+func BasicAuthFromSecret(s *corev1.Secret) (username, password string, problem *SecretProblem) {
+	key := s.Namespace + "/" + s.Name
+	if s.Type != corev1.SecretTypeBasicAuth {
+		return "", "", &SecretProblem{v1alpha1.ReasonSecretWrongType, fmt.Sprintf(
+			"Secret %s has type %q, want %q: recreate it with type kubernetes.io/basic-auth and keys username, password",
+			key, s.Type, corev1.SecretTypeBasicAuth)}
+	}
+	var missing []string
+	for _, k := range []string{corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey} {
+		if len(s.Data[k]) == 0 {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return "", "", &SecretProblem{v1alpha1.ReasonSecretMissingKey, fmt.Sprintf(
+			"Secret %s has no value for %s: set both username and password", key, strings.Join(missing, ", "))}
+	}
+	return string(s.Data[corev1.BasicAuthUsernameKey]), string(s.Data[corev1.BasicAuthPasswordKey]), nil
+}
+
+// CAPoolFromSecret returns the system roots plus every certificate in the Secret's keys ending
+// .crt or .pem (the seed product's rule). Keys are read in sorted order so an error always names
+// the same key.
+func CAPoolFromSecret(s *corev1.Secret) (*x509.CertPool, *SecretProblem) {
+	key := s.Namespace + "/" + s.Name
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	keys := make([]string, 0, len(s.Data))
+	for k := range s.Data {
+		if strings.HasSuffix(k, ".crt") || strings.HasSuffix(k, ".pem") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	added := 0
+	for _, k := range keys {
+		rest := s.Data[k]
+		for {
+			var block *pem.Block
+			block, rest = pem.Decode(rest)
+			if block == nil {
+				break
+			}
+			if block.Type != "CERTIFICATE" {
+				continue
+			}
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, &SecretProblem{v1alpha1.ReasonCACertInvalid, fmt.Sprintf(
+					"CA Secret %s: key %s holds a certificate that does not parse (%v): replace it with a PEM X.509 certificate", key, k, err)}
+			}
+			pool.AddCert(cert)
+			added++
+		}
+	}
+	if added == 0 {
+		return nil, &SecretProblem{v1alpha1.ReasonCACertInvalid, fmt.Sprintf(
+			"CA Secret %s has no PEM certificate in a key ending .crt or .pem: add the registry's CA certificate (PEM) under e.g. ca.crt", key)}
+	}
+	return pool, nil
+}
