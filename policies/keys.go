@@ -28,6 +28,17 @@ const (
 	// presence also marks an object whose UPDATEs the webhook re-mutates.
 	AnnotationStatus = "connectors.cpaas.io/proxy-inject-status"
 
+	// AnnotationTokenRealmHost, on a Connector, names another host allowed to serve the
+	// registry's token realm (over https). By default the proxy sends credentials only to a realm
+	// on the connector's own origin. Set by platform admins.
+	AnnotationTokenRealmHost = "connectors.cpaas.io/token-realm-host"
+
+	// AnnotationStorageRedirects, on a Connector, says what the proxy does with a registry's
+	// redirect of a blob download to another host (object storage): "follow" (default: the
+	// proxy fetches it, without credentials) or "pass-through" (the client follows it and needs
+	// egress to that host). Set by platform admins.
+	AnnotationStorageRedirects = "connectors.cpaas.io/storage-redirects"
+
 	// AnnotationMirrorPod marks static pods mirrored by the kubelet; they are never mutated.
 	AnnotationMirrorPod = "kubernetes.io/config.mirror"
 )

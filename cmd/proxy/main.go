@@ -1,0 +1,120 @@
+// Command proxy runs the registry proxy: workloads reach their connectors' registries through it
+// with a ServiceAccount token, and it adds the connectors' credentials. Flags and wiring only;
+// behaviour lives in proxyserver/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/proxyserver"
+	"github.com/alauda/harbor-connector/proxyserver/identity"
+)
+
+func main() {
+	var (
+		httpsAddr, httpAddr, certDir string
+		metricsAddr, probeAddr       string
+		audiences                    string
+		opts                         proxyserver.Options
+		drainTimeout                 time.Duration
+	)
+	flag.StringVar(&httpsAddr, "https-address", ":8443", "address of the reverse proxy's HTTPS listener (empty disables it)")
+	flag.StringVar(&certDir, "tls-cert-dir", "/etc/connectors/proxy-tls", "directory with tls.crt and tls.key for HTTPS (from cert-manager; reloaded on renewal)")
+	flag.StringVar(&httpAddr, "http-address", "", "address of a plain-HTTP reverse listener, for development (empty disables it)")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints for the kubelet")
+	flag.StringVar(&audiences, "audience", identity.DefaultAudience, "comma-separated token audiences the proxy accepts")
+	flag.DurationVar(&opts.TokenReviewTTL, "tokenreview-ttl", time.Minute, "how long an accepted token is trusted without a new TokenReview (bounded by its expiry)")
+	flag.DurationVar(&opts.TokenReviewNegativeTTL, "tokenreview-negative-ttl", 10*time.Second, "how long a refused token is remembered")
+	flag.IntVar(&opts.MaxStreamsPerIdentity, "max-streams-per-identity", 64, "concurrent transfers one ServiceAccount may have (0: unlimited)")
+	flag.IntVar(&opts.MaxStreamsPerConnector, "max-streams-per-connector", 512, "concurrent transfers through one connector (0: unlimited)")
+	flag.IntVar(&opts.MaxTokenFetches, "max-token-fetches", 4, "concurrent token fetches per connector")
+	flag.DurationVar(&opts.StallTimeout, "stall-timeout", 2*time.Minute, "abort a transfer that moves no bytes for this long")
+	flag.DurationVar(&drainTimeout, "drain-timeout", 5*time.Minute, "on shutdown, how long in-flight transfers may finish")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	for _, a := range strings.Split(audiences, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			opts.Audiences = append(opts.Audiences, a)
+		}
+	}
+	if err := run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr, drainTimeout, opts); err != nil {
+		ctrl.Log.Error(err, "proxy stopped")
+		os.Exit(1)
+	}
+}
+
+func run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr string, drain time.Duration, opts proxyserver.Options) error {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig() // honours --kubeconfig, $KUBECONFIG, in-cluster config
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+	})
+	if err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	handler, err := proxyserver.NewHandler(ctx, mgr, opts)
+	if err != nil {
+		return err
+	}
+	ready := func() bool {
+		c, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		return mgr.GetCache().WaitForCacheSync(c)
+	}
+	routes := proxyserver.Routes(handler, ready)
+	log := ctrl.Log.WithName("proxy")
+	if httpsAddr != "" {
+		if err := mgr.Add(&proxyserver.Server{Addr: httpsAddr, Handler: routes, CertFile: filepath.Join(certDir, "tls.crt"), KeyFile: filepath.Join(certDir, "tls.key"), DrainTimeout: drain, Log: log}); err != nil {
+			return err
+		}
+	}
+	if httpAddr != "" {
+		if err := mgr.Add(&proxyserver.Server{Addr: httpAddr, Handler: routes, DrainTimeout: drain, Log: log}); err != nil {
+			return err
+		}
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("informers", healthz.Checker(func(_ *http.Request) error {
+		if !ready() {
+			return errNotSynced
+		}
+		return nil
+	})); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+var errNotSynced = errors.New("informer caches not synced")

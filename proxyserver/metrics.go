@@ -1,0 +1,33 @@
+package proxyserver
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "connectors_proxy_requests_total",
+		Help: "Registry requests through the proxy by operation and status code.",
+	}, []string{"op", "code"})
+	bytesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "connectors_proxy_bytes_total",
+		Help: "Body bytes relayed, by direction: up (client to registry) or down.",
+	}, []string{"direction"})
+	tokenCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "connectors_proxy_token_cache_total",
+		Help: "Upstream credentials by result: hit (cached) or fetch.",
+	}, []string{"result"})
+	upstreamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "connectors_proxy_upstream_errors_total",
+		Help: "Failures talking to registries, by reason.",
+	}, []string{"reason"})
+	activeStreams = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "connectors_proxy_active_streams",
+		Help: "Requests being relayed right now.",
+	})
+)
+
+func init() {
+	metrics.Registry.MustRegister(requestsTotal, bytesTotal, tokenCache, upstreamErrors, activeStreams)
+}

@@ -1,0 +1,155 @@
+package proxyserver
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alauda/harbor-connector/proxyserver/identity"
+)
+
+// errStalled is the cause given to a transfer's context when no byte moved for the stall timeout.
+var errStalled = errors.New("transfer stalled")
+
+// recorder wraps a ResponseWriter for one request: it counts status and bytes for the audit line
+// and metrics, and extends the connection's write and read deadlines as bytes move, so a stalled
+// transfer ends while a slow but moving multi-GB one never does (no whole-request timeout,
+// harbor#22393).
+type recorder struct {
+	http.ResponseWriter
+	h        *Handler
+	req      *http.Request
+	rc       *http.ResponseController
+	start    time.Time
+	status   int
+	written  int64
+	body     *countingBody
+	route    *Route
+	identity *identity.Identity
+	state    *requestState
+}
+
+func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *recorder {
+	rec := &recorder{ResponseWriter: w, h: h, req: r, rc: http.NewResponseController(w), start: time.Now()}
+	if r.Body != nil && r.Body != http.NoBody {
+		rec.body = &countingBody{r: r.Body, onRead: rec.extendRead}
+		r.Body = rec.body
+	}
+	return rec
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.h.stall()))
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+// Flush lets the reverse proxy flush streamed responses.
+func (w *recorder) Flush() { _ = w.rc.Flush() }
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *recorder) extendRead() { _ = w.rc.SetReadDeadline(time.Now().Add(w.h.stall())) }
+
+// finish writes the audit line and metrics. It records identity, connector, repository,
+// operation, digest, bytes and status, and never a header value or query string.
+func (w *recorder) finish() {
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	var up int64
+	if w.body != nil {
+		up = w.body.n
+	}
+	op := w.req.Method + " " + w.op()
+	requestsTotal.WithLabelValues(op, strconv.Itoa(status)).Inc()
+	bytesTotal.WithLabelValues("up").Add(float64(up))
+	bytesTotal.WithLabelValues("down").Add(float64(w.written))
+	kv := []any{"op", op, "status", status, "bytesUp", up, "bytesDown", w.written, "durationMs", time.Since(w.start).Milliseconds()}
+	if w.identity != nil {
+		kv = append(kv, "identity", w.identity.String())
+		if w.identity.PodName != "" {
+			kv = append(kv, "pod", w.identity.PodName)
+		}
+	}
+	if w.route != nil {
+		kv = append(kv, "connector", w.route.Connector.String(), "repository", w.route.Repository)
+		if strings.HasPrefix(w.route.Rest, "sha256:") || strings.HasPrefix(w.route.Rest, "sha512:") {
+			kv = append(kv, "digest", w.route.Rest)
+		} else if w.route.Kind == KindManifest {
+			kv = append(kv, "tag", w.route.Rest)
+		}
+	}
+	if w.state != nil {
+		kv = append(kv, "tokenCached", w.state.tokenCached)
+	}
+	w.h.Log.Info("request", kv...)
+}
+
+func (w *recorder) op() string {
+	if w.route == nil {
+		if strings.HasPrefix(w.req.URL.Path, "/v2/_catalog") {
+			return "catalog"
+		}
+		if w.req.URL.Path == "/v2/" || w.req.URL.Path == "/v2" {
+			return "base"
+		}
+		return "invalid"
+	}
+	return string(w.route.Kind)
+}
+
+// countingBody counts request body bytes and reports progress.
+type countingBody struct {
+	r      io.ReadCloser
+	n      int64
+	onRead func()
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	b.onRead()
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.r.Close() }
+
+// stallReader cancels the upstream exchange when the registry sends nothing for the timeout.
+type stallReader struct {
+	r       io.ReadCloser
+	timeout time.Duration
+	cancel  func(error)
+	once    sync.Once
+	timer   *time.Timer
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	s.once.Do(func() { s.timer = time.AfterFunc(s.timeout, func() { s.cancel(errStalled) }) })
+	s.timer.Reset(s.timeout)
+	return s.r.Read(p)
+}
+
+func (s *stallReader) Close() error {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	return s.r.Close()
+}

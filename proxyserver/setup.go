@@ -1,0 +1,110 @@
+package proxyserver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/proxyserver/identity"
+	"github.com/alauda/harbor-connector/proxyserver/upstream"
+)
+
+// Options configure the proxy's handler.
+type Options struct {
+	Audiences              []string
+	TokenReviewTTL         time.Duration
+	TokenReviewNegativeTTL time.Duration
+	MaxStreamsPerIdentity  int
+	MaxStreamsPerConnector int
+	MaxTokenFetches        int
+	StallTimeout           time.Duration
+	// Dial overrides how registries are dialled (tests map host names to loopback).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// +kubebuilder:rbac:groups=connectors.alauda.io,resources=connectors,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+
+// NewHandler wires the reverse-mode handler to a manager: Connectors and Namespaces from its
+// informer cache, Secrets read live and watched by metadata (a change drops the connector's
+// upstream state, tokens included), callers verified by TokenReview.
+func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, error) {
+	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	store := &upstream.Store{Connectors: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Dial: opts.Dial, MaxTokenFetches: opts.MaxTokenFetches}
+
+	secrets, err := mgr.GetCache().GetInformer(ctx, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}})
+	if err != nil {
+		return nil, fmt.Errorf("watching Secret metadata: %w", err)
+	}
+	if _, err := secrets.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, obj any) { invalidateSecret(store, obj) },
+		DeleteFunc: func(obj any) { invalidateSecret(store, obj) },
+	}); err != nil {
+		return nil, err
+	}
+	connectors, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.Connector{})
+	if err != nil {
+		return nil, fmt.Errorf("watching Connectors: %w", err)
+	}
+	if _, err := connectors.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if o := objectOf(obj); o != nil {
+				store.InvalidateConnector(policies.ConnectorRef{Namespace: o.GetNamespace(), Name: o.GetName()})
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}); err != nil {
+		return nil, fmt.Errorf("watching Namespaces: %w", err)
+	}
+	audiences := opts.Audiences
+	if len(audiences) == 0 {
+		audiences = []string{identity.DefaultAudience}
+	}
+	return &Handler{
+		Store: store,
+		Reviewer: &identity.Reviewer{Client: clientset, Audiences: audiences,
+			PositiveTTL: orDefault(opts.TokenReviewTTL, time.Minute), NegativeTTL: orDefault(opts.TokenReviewNegativeTTL, 10*time.Second)},
+		Namespaces:   CachedNamespaces{Reader: mgr.GetClient()},
+		Limits:       &Limiter{PerIdentity: opts.MaxStreamsPerIdentity, PerConnector: opts.MaxStreamsPerConnector},
+		Log:          mgr.GetLogger().WithName("proxy"),
+		StallTimeout: opts.StallTimeout,
+	}, nil
+}
+
+func invalidateSecret(store *upstream.Store, obj any) {
+	if o := objectOf(obj); o != nil {
+		store.InvalidateSecret(o.GetNamespace(), o.GetName())
+	}
+}
+
+func objectOf(obj any) client.Object {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	o, _ := obj.(client.Object)
+	return o
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
