@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +39,10 @@ type Options struct {
 	TokenTTL time.Duration
 	// Dir holds the registry's storage; default a new temporary directory, removed on Close.
 	Dir string
+	// StorageHost, when set, makes the registry redirect blob downloads to a separate object
+	// store reached under this host name (e.g. "s3.harbor.test", or a subdomain of the
+	// Harbor's own name), which refuses requests carrying Authorization, as S3 does.
+	StorageHost string
 }
 
 // Server is a running test Harbor.
@@ -51,8 +57,14 @@ type Server struct {
 	ca       *testca.CA
 	ownDir   bool
 
+	storage    *storage
+	leaf       *testca.Leaf
+	registryMu sync.Mutex
+
 	tokenFetches     atomic.Int64
 	tokenServiceDown atomic.Bool
+	issuedMu         sync.Mutex
+	issued           []string
 }
 
 // Start runs a test Harbor until Close.
@@ -86,11 +98,14 @@ func Start(opts Options) (*Server, error) {
 		if s.ca, err = testca.New("test-harbor CA"); err != nil {
 			return nil, err
 		}
-		leaf, err := s.ca.Issue(opts.Hosts...)
-		if err != nil {
+		hosts := opts.Hosts
+		if opts.StorageHost != "" {
+			hosts = append(append([]string{}, hosts...), opts.StorageHost)
+		}
+		if s.leaf, err = s.ca.Issue(hosts...); err != nil {
 			return nil, err
 		}
-		s.listener = tls.NewListener(s.listener, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, MinVersion: tls.VersionTLS12})
+		s.listener = tls.NewListener(s.listener, &tls.Config{Certificates: []tls.Certificate{s.leaf.TLS}, MinVersion: tls.VersionTLS12})
 		scheme = "https"
 	}
 	host := opts.ExternalHost
@@ -100,7 +115,18 @@ func Start(opts Options) (*Server, error) {
 	s.url = scheme + "://" + host
 	// The realm follows the external URL, scheme included: a client told an http realm for an
 	// https registry refuses it, as with a real Harbor behind TLS.
-	if s.registry, err = startRegistry(s.opts.Dir, s.url+"/service/token", s.signer.certPEM); err != nil {
+	redirectBase := ""
+	if opts.StorageHost != "" {
+		var cert *tls.Certificate
+		if s.leaf != nil {
+			cert = &s.leaf.TLS
+		}
+		if s.storage, err = startStorage(filepath.Join(s.opts.Dir, "storage"), opts.StorageHost, cert); err != nil {
+			return nil, err
+		}
+		redirectBase = s.storage.url
+	}
+	if s.registry, err = startRegistry(s.opts.Dir, s.url+"/service/token", s.signer.certPEM, redirectBase, ""); err != nil {
 		s.listener.Close()
 		return nil, err
 	}
@@ -181,6 +207,37 @@ func (s *Server) SetPassword(user, password string) error {
 	return nil
 }
 
+// StorageAuthRefused counts requests the object store refused because they carried
+// Authorization (a leaked credential); StorageServed counts blobs it served.
+func (s *Server) StorageAuthRefused() int64 { return s.storage.authRefused.Load() }
+
+// StorageServed counts blob downloads the object store served.
+func (s *Server) StorageServed() int64 { return s.storage.served.Load() }
+
+// IssuedTokens returns every registry token the token service handed out, so tests can check
+// none of them reaches a client of the proxy.
+func (s *Server) IssuedTokens() []string {
+	s.issuedMu.Lock()
+	defer s.issuedMu.Unlock()
+	return append([]string(nil), s.issued...)
+}
+
+// RestartRegistry stops the registry behind the front and starts it again on the same address
+// and storage: in-flight requests to it fail, later ones succeed.
+func (s *Server) RestartRegistry() error {
+	addr := s.registry.listener.Addr().String()
+	redirect := s.registry.redirectBase
+	s.registry.close()
+	r, err := startRegistry(s.opts.Dir, s.url+"/service/token", s.signer.certPEM, redirect, addr)
+	if err != nil {
+		return err
+	}
+	s.registryMu.Lock()
+	s.registry = r
+	s.registryMu.Unlock()
+	return nil
+}
+
 // TokenFetches counts requests to the token service since start.
 func (s *Server) TokenFetches() int64 { return s.tokenFetches.Load() }
 
@@ -196,6 +253,9 @@ func (s *Server) Close() error {
 		err = s.http.Close()
 	}
 	s.registry.close()
+	if s.storage != nil {
+		_ = s.storage.server.Close()
+	}
 	if s.ownDir {
 		_ = os.RemoveAll(s.opts.Dir)
 	}

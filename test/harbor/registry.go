@@ -18,18 +18,22 @@ import (
 	// The registry's token access controller and filesystem storage, as Harbor configures them.
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/middleware/redirect"
 )
 
 // registry is the real CNCF distribution registry Harbor runs behind its core, in process,
 // configured for token auth against this server's token service.
 type registry struct {
-	app      *handlers.App
-	server   *http.Server
-	listener net.Listener
-	url      string
+	app          *handlers.App
+	server       *http.Server
+	listener     net.Listener
+	url          string
+	redirectBase string
 }
 
-func startRegistry(dir, realm string, tokenCertPEM []byte) (*registry, error) {
+// startRegistry starts the registry on addr (default a free loopback port). redirectBase, when
+// set, makes it redirect blob downloads there (distribution's redirect storage middleware).
+func startRegistry(dir, realm string, tokenCertPEM []byte, redirectBase, addr string) (*registry, error) {
 	bundle := filepath.Join(dir, "token-ca.crt")
 	if err := os.WriteFile(bundle, tokenCertPEM, 0o600); err != nil {
 		return nil, err
@@ -57,19 +61,30 @@ auth:
 http:
   secret: harbor-connector-test-registry
 `, storage, realm, tokenService, tokenIssuer, bundle)
+	if redirectBase != "" {
+		yaml += fmt.Sprintf(`middleware:
+  storage:
+  - name: redirect
+    options:
+      baseurl: %q
+`, redirectBase)
+	}
 	cfg, err := configuration.Parse(strings.NewReader(yaml))
 	if err != nil {
 		return nil, fmt.Errorf("registry configuration: %w", err)
 	}
 	quietRegistryLogs()
 	app := handlers.NewApp(context.Background(), cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: app}
+	srv := &http.Server{Handler: app, ErrorLog: serverLog()}
 	go func() { _ = srv.Serve(ln) }()
-	return &registry{app: app, server: srv, listener: ln, url: "http://" + ln.Addr().String()}, nil
+	return &registry{app: app, server: srv, listener: ln, url: "http://" + ln.Addr().String(), redirectBase: redirectBase}, nil
 }
 
 func (r *registry) close() {

@@ -70,9 +70,11 @@ func (s *Server) basicAccount(r *http.Request) (string, *account, bool) {
 // a denied request that carried credentials is answered with Harbor's Basic challenge instead
 // of the registry's Bearer challenge.
 func (s *Server) registryFront() http.Handler {
-	backend, _ := url.Parse(s.registry.url)
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			s.registryMu.Lock()
+			backend, _ := url.Parse(s.registry.url)
+			s.registryMu.Unlock()
 			pr.SetURL(backend)
 			pr.Out.Host = pr.In.Host // the registry builds Location URLs from the client's host
 			pr.SetXForwarded()
@@ -87,6 +89,7 @@ func (s *Server) registryFront() http.Handler {
 			return nil
 		},
 		FlushInterval: -1,
+		ErrorLog:      serverLog(),
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if user, pass, ok := r.BasicAuth(); ok {

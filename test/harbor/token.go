@@ -140,6 +140,9 @@ func (h *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeHarborError(w, http.StatusInternalServerError, "UNKNOWN", err.Error())
 		return
 	}
+	h.issuedMu.Lock()
+	h.issued = append(h.issued, tok)
+	h.issuedMu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"token":        tok,

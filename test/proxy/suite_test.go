@@ -1,0 +1,357 @@
+// Package proxy_test drives the registry proxy (reverse mode) with real clients against the test
+// Harbor, with callers identified by real ServiceAccount tokens verified by the real API server.
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/proxyserver"
+	testharbor "github.com/alauda/harbor-connector/test/harbor"
+	"github.com/alauda/harbor-connector/test/kube"
+	"github.com/alauda/harbor-connector/test/testca"
+)
+
+// The world: Harbor (TLS, private CA) with private projects "team" and "other"; namespace team-a
+// owns connector "harbor" (robot of project team), team-b owns "harbor" too (robot of other).
+// The proxy serves HTTPS on 127.0.0.1 with a certificate from its own CA.
+var (
+	env       *envtest.Environment
+	k8s       client.Client
+	clientset kubernetes.Interface
+	harbor    *testharbor.Server
+	proxyAddr string // host:port
+	proxyCA   *testca.CA
+	workDir   string
+	logs      = &syncBuffer{}
+	responses = &syncBuffer{} // every response's headers and body start, for leak checks
+	secrets   sync.Map        // every Harbor password put in a Secret
+)
+
+const (
+	nsA, nsB = "team-a", "team-b"
+	audience = "connectors-proxy"
+)
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.Level(zapcore.DebugLevel)))
+	var err error
+	if workDir, err = os.MkdirTemp("", "proxy-test-"); err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(workDir)
+	if env, err = kube.Start(); err != nil {
+		return fail(err)
+	}
+	defer env.Stop()
+	if k8s, err = client.New(env.Config, client.Options{Scheme: kube.Scheme()}); err != nil {
+		return fail(err)
+	}
+	if clientset, err = kubernetes.NewForConfig(env.Config); err != nil {
+		return fail(err)
+	}
+	if harbor, err = testharbor.Start(testharbor.Options{TLS: true}); err != nil {
+		return fail(err)
+	}
+	defer harbor.Close()
+	harbor.AddProject("team", false)
+	harbor.AddProject("other", false)
+	robotA, secretA := harbor.AddRobot("team", "ci", testharbor.ActionPull, testharbor.ActionPush, testharbor.ActionDelete)
+	robotB, secretB := harbor.AddRobot("other", "ci")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for ns, cred := range map[string][2]string{nsA: {robotA, secretA}, nsB: {robotB, secretB}} {
+		if err := connectorWithSecret(ctx, ns, "harbor", harbor.URL(), cred[0], cred[1], harbor.CACertPEM(), nil); err != nil {
+			return fail(err)
+		}
+	}
+
+	if proxyCA, err = testca.New("connectors-proxy test CA"); err != nil {
+		return fail(err)
+	}
+	leaf, err := proxyCA.Issue("127.0.0.1", "localhost")
+	if err != nil {
+		return fail(err)
+	}
+	certDir := filepath.Join(workDir, "proxy-tls")
+	_ = os.MkdirAll(certDir, 0o700)
+	_ = os.WriteFile(filepath.Join(certDir, "tls.crt"), leaf.CertPEM, 0o600)
+	_ = os.WriteFile(filepath.Join(certDir, "tls.key"), leaf.KeyPEM, 0o600)
+	_ = os.WriteFile(filepath.Join(workDir, "proxy-ca.crt"), proxyCA.CertPEM, 0o644)
+
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: kube.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		return fail(err)
+	}
+	handler, err := proxyserver.NewHandler(ctx, mgr, proxyserver.Options{Dial: testDial, StallTimeout: 20 * time.Second, MaxTokenFetches: 4})
+	if err != nil {
+		return fail(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	proxyAddr = ln.Addr().String()
+	routes := proxyserver.Routes(captureResponses(handler), func() bool { return true })
+	if err := mgr.Add(&proxyserver.Server{Listener: ln, Handler: routes, CertFile: filepath.Join(certDir, "tls.crt"), KeyFile: filepath.Join(certDir, "tls.key"), DrainTimeout: 5 * time.Second, Log: ctrl.Log}); err != nil {
+		return fail(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return fail(fmt.Errorf("caches did not sync"))
+	}
+	if err := waitTLS(proxyAddr); err != nil {
+		return fail(err)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := checkNoLeaks(); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: leak:", err)
+			code = 1
+		}
+	}
+	cancel()
+	<-done
+	return code
+}
+
+func fail(err error) int {
+	fmt.Fprintln(os.Stderr, err)
+	return 1
+}
+
+// testDial maps *.test host names to loopback, so TLS certificates and redirect hosts can carry
+// real-looking names (harbor.test, s3.harbor.test) without touching /etc/hosts.
+func testDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && strings.HasSuffix(host, ".test") {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+}
+
+func waitTLS(addr string) error {
+	pool := proxyCA.Pool()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool}); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("proxy at %s did not come up", addr)
+}
+
+// connectorWithSecret creates a namespace (if needed), a basic-auth Secret, a CA Secret and a
+// Connector.
+func connectorWithSecret(ctx context.Context, ns, name, address, user, pass string, ca []byte, annotations map[string]string) error {
+	secrets.Store(pass, true)
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+	if err := k8s.Create(ctx, nsObj); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return err
+	}
+	for _, obj := range []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "builder"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-robot"}, Type: corev1.SecretTypeBasicAuth,
+			StringData: map[string]string{"username": user, "password": pass}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-ca"}, Data: map[string][]byte{"ca.crt": ca}},
+		&v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations}, Spec: v1alpha1.ConnectorSpec{
+			ConnectorClassName: v1alpha1.ClassHarbor, Address: address,
+			Auth:            &v1alpha1.ConnectorAuth{Name: v1alpha1.AuthBasic, SecretRef: &v1alpha1.SecretReference{Name: name + "-robot"}},
+			CACertSecretRef: &v1alpha1.LocalSecretReference{Name: name + "-ca"},
+		}},
+	} {
+		if err := k8s.Create(ctx, obj); err != nil && !strings.Contains(err.Error(), "already exists") {
+			return err
+		}
+	}
+	// Let the proxy's informer see the new Connector.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &v1alpha1.Connector{}); err == nil {
+			break
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	return nil
+}
+
+// saToken requests a real ServiceAccount token from the API server.
+func saToken(t testing.TB, ns string, audiences ...string) string {
+	t.Helper()
+	if len(audiences) == 0 {
+		audiences = []string{audience}
+	}
+	expiry := int64(3600)
+	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), "builder", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: &expiry},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
+}
+
+// prefix is the proxy-side repository prefix for a connector.
+func prefix(ns, connector string) string {
+	return proxyAddr + "/namespaces/" + ns + "/connectors/" + connector
+}
+
+// clientHome writes a Docker-style config.json holding only a ServiceAccount token for the
+// proxy host, and the proxy's CA: everything a real client gets.
+func clientHome(t testing.TB, token string) string {
+	t.Helper()
+	home := t.TempDir()
+	cfg := map[string]any{"auths": map[string]any{proxyAddr: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("sa:" + token))}}}
+	b, _ := json.Marshal(cfg)
+	for _, p := range []string{filepath.Join(home, "config.json"), filepath.Join(home, ".docker", "config.json")} {
+		_ = os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	certs := filepath.Join(home, "certs")
+	_ = os.MkdirAll(certs, 0o700)
+	_ = os.WriteFile(filepath.Join(certs, "ca.crt"), proxyCA.CertPEM, 0o644)
+	return home
+}
+
+// httpClient is a Go client trusting only the proxy's CA.
+func httpClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: proxyCA.Pool()}, MaxIdleConnsPerHost: 128},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func request(t testing.TB, method, path, token string, body io.Reader) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, "https://"+proxyAddr+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.SetBasicAuth("sa", token)
+	}
+	resp, err := httpClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// captureResponses records every response's status, headers and first 64 KiB of body.
+func captureResponses(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&capturingWriter{ResponseWriter: w}, r)
+	})
+}
+
+type capturingWriter struct {
+	http.ResponseWriter
+	n int
+}
+
+func (c *capturingWriter) WriteHeader(code int) {
+	fmt.Fprintf(responses, "%d %v\n", code, c.Header())
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *capturingWriter) Write(p []byte) (int, error) {
+	if c.n < 64<<10 {
+		end := len(p)
+		if end > 64<<10-c.n {
+			end = 64<<10 - c.n
+		}
+		_, _ = responses.Write(p[:end])
+		c.n += end
+	}
+	return c.ResponseWriter.Write(p)
+}
+
+func (c *capturingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+func (c *capturingWriter) Flush() { _ = http.NewResponseController(c.ResponseWriter).Flush() }
+
+// checkNoLeaks: no response and no log line holds a Harbor password or a Harbor token.
+func checkNoLeaks() error {
+	captured, logged := responses.String(), logs.String()
+	if !strings.Contains(logged, `"request"`) || captured == "" {
+		return fmt.Errorf("nothing captured: the check would prove nothing")
+	}
+	var leak error
+	secrets.Range(func(k, _ any) bool {
+		for where, text := range map[string]string{"a response": captured, "a log line": logged} {
+			if strings.Contains(text, k.(string)) {
+				leak = fmt.Errorf("a Harbor password appears in %s", where)
+				return false
+			}
+		}
+		return true
+	})
+	if leak != nil {
+		return leak
+	}
+	tokens := harbor.IssuedTokens()
+	if len(tokens) == 0 {
+		return fmt.Errorf("Harbor issued no token: the check would prove nothing")
+	}
+	for _, tok := range tokens {
+		sig := tok[strings.LastIndex(tok, ".")+1:]
+		for where, text := range map[string]string{"a response": captured, "a log line": logged} {
+			if strings.Contains(text, sig) {
+				return fmt.Errorf("a Harbor token appears in %s", where)
+			}
+		}
+	}
+	if strings.Contains(captured, `realm="harbor"`) || strings.Contains(captured, "service/token") {
+		return fmt.Errorf("Harbor's WWW-Authenticate reached a client")
+	}
+	return nil
+}
+
