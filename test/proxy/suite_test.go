@@ -278,12 +278,16 @@ func request(t testing.TB, method, path, token string, body io.Reader) *http.Res
 	if token != "" {
 		req.SetBasicAuth("sa", token)
 	}
+	req.Header.Set("Accept", manifestTypes)
 	resp, err := httpClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return resp
 }
+
+// manifestTypes is the Accept header registry clients send for manifests.
+const manifestTypes = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
 
 // captureResponses records every response's status, headers and first 64 KiB of body.
 func captureResponses(next http.Handler) http.Handler {
@@ -355,3 +359,7 @@ func checkNoLeaks() error {
 	return nil
 }
 
+
+func connectorObj(ns, name string) *v1alpha1.Connector {
+	return &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+}
