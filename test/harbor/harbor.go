@@ -33,7 +33,7 @@ type Options struct {
 	// Hosts the TLS certificate is valid for; default 127.0.0.1 and localhost.
 	Hosts []string
 	// ExternalHost is the host[:port] clients use (and the token realm names); default the
-	// listener's address.
+	// listener's address. A bare host name gets the listener's port.
 	ExternalHost string
 	// TokenTTL is the lifetime of issued tokens (Harbor's default is 30 minutes).
 	TokenTTL time.Duration
@@ -111,6 +111,9 @@ func Start(opts Options) (*Server, error) {
 	host := opts.ExternalHost
 	if host == "" {
 		host = s.listener.Addr().String()
+	} else if _, _, err := net.SplitHostPort(host); err != nil {
+		_, port, _ := net.SplitHostPort(s.listener.Addr().String())
+		host = net.JoinHostPort(host, port) // a bare name: the listener's port
 	}
 	s.url = scheme + "://" + host
 	// The realm follows the external URL, scheme included: a client told an http realm for an

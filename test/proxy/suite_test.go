@@ -51,7 +51,23 @@ var (
 	logs      = &syncBuffer{}
 	responses = &syncBuffer{} // every response's headers and body start, for leak checks
 	secrets   sync.Map        // every Harbor password put in a Secret
+
+	harborsMu sync.Mutex
+	harbors   []*testharbor.Server // every Harbor started, for the leak check
 )
+
+func trackHarbor(h *testharbor.Server) *testharbor.Server {
+	harborsMu.Lock()
+	defer harborsMu.Unlock()
+	harbors = append(harbors, h)
+	return h
+}
+
+func allHarbors() []*testharbor.Server {
+	harborsMu.Lock()
+	defer harborsMu.Unlock()
+	return append([]*testharbor.Server(nil), harbors...)
+}
 
 const (
 	nsA, nsB = "team-a", "team-b"
@@ -98,6 +114,7 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	defer harbor.Close()
+	trackHarbor(harbor)
 	harbor.AddProject("team", false)
 	harbor.AddProject("other", false)
 	robotA, secretA := harbor.AddRobot("team", "ci", testharbor.ActionPull, testharbor.ActionPush, testharbor.ActionDelete)
@@ -341,7 +358,10 @@ func checkNoLeaks() error {
 	if leak != nil {
 		return leak
 	}
-	tokens := harbor.IssuedTokens()
+	var tokens []string
+	for _, h := range allHarbors() {
+		tokens = append(tokens, h.IssuedTokens()...)
+	}
 	if len(tokens) == 0 {
 		return fmt.Errorf("Harbor issued no token: the check would prove nothing")
 	}
