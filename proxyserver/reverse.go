@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-logr/logr"
 )
 
 var bufferPool = &pool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
@@ -33,10 +36,20 @@ func (h *Handler) proxyHandler() http.Handler {
 			ModifyResponse: h.modifyResponse,
 			ErrorHandler:   h.errorHandler,
 			BufferPool:     bufferPool,
-			ErrorLog:       nil,
+			// A registry that drops a transfer midway is reported to the client (the body ends
+			// short); the standard library's own line about it goes to the debug log.
+			ErrorLog: stdlog.New(logrWriter{h.Log.V(1)}, "", 0),
 		}
 	}
 	return h.proxy
+}
+
+// logrWriter turns standard-library log lines into logr lines.
+type logrWriter struct{ log logr.Logger }
+
+func (w logrWriter) Write(p []byte) (int, error) {
+	w.log.Info(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func (h *Handler) stall() time.Duration {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sync"
 
+	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -34,6 +35,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	entries map[policies.ConnectorRef]*storeEntry
+	group   singleflight.Group
 }
 
 type storeEntry struct {
@@ -51,26 +53,43 @@ func (s *Store) Get(ctx context.Context, ref policies.ConnectorRef) (*Registry, 
 		}
 		return nil, nil, err
 	}
-	s.mu.Lock()
-	e, ok := s.entries[ref]
-	s.mu.Unlock()
-	if ok && e.resourceVersion == c.ResourceVersion {
-		return e.registry, &c, nil
+	if reg := s.current(ref, c.ResourceVersion); reg != nil {
+		return reg, &c, nil
 	}
-	reg, secrets, err := s.build(ctx, &c)
+	// One build per connector version, however many requests arrive at once: every Registry
+	// has its own token cache, so parallel builds would each fetch tokens.
+	v, err, _ := s.group.Do(ref.String()+"@"+c.ResourceVersion, func() (any, error) {
+		if reg := s.current(ref, c.ResourceVersion); reg != nil {
+			return reg, nil
+		}
+		reg, secrets, err := s.build(ctx, &c)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.entries == nil {
+			s.entries = map[policies.ConnectorRef]*storeEntry{}
+		}
+		if old, ok := s.entries[ref]; ok {
+			old.registry.Close()
+		}
+		s.entries[ref] = &storeEntry{registry: reg, resourceVersion: c.ResourceVersion, secrets: secrets}
+		return reg, nil
+	})
 	if err != nil {
 		return nil, &c, err
 	}
+	return v.(*Registry), &c, nil
+}
+
+func (s *Store) current(ref policies.ConnectorRef, resourceVersion string) *Registry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.entries == nil {
-		s.entries = map[policies.ConnectorRef]*storeEntry{}
+	if e, ok := s.entries[ref]; ok && e.resourceVersion == resourceVersion {
+		return e.registry
 	}
-	if old, ok := s.entries[ref]; ok {
-		old.registry.Close()
-	}
-	s.entries[ref] = &storeEntry{registry: reg, resourceVersion: c.ResourceVersion, secrets: secrets}
-	return reg, &c, nil
+	return nil
 }
 
 // InvalidateSecret forgets every Registry that uses the Secret, with its tokens.

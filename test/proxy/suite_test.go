@@ -383,3 +383,5 @@ func checkNoLeaks() error {
 func connectorObj(ns, name string) *v1alpha1.Connector {
 	return &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 }
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
