@@ -52,7 +52,7 @@ func pullPaced(client *http.Client, token, connector, repo, tag string, pause ti
 		return err
 	}
 	var m struct {
-		Config struct{ Digest string } `json:"config"`
+		Config struct{ Digest string }   `json:"config"`
 		Layers []struct{ Digest string } `json:"layers"`
 	}
 	err = decodeJSON(resp, &m)

@@ -379,7 +379,6 @@ func checkNoLeaks() error {
 	return nil
 }
 
-
 func connectorObj(ns, name string) *v1alpha1.Connector {
 	return &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 }
