@@ -18,7 +18,8 @@ generate: ## Regenerate deepcopy, the CRD and RBAC from the Go markers.
 	@cg=$$(test/tools/go-tool.sh controller-gen $(CONTROLLER_GEN_PKG)); \
 	$$cg object paths=./api/... && \
 	$$cg crd paths=./api/... output:crd:artifacts:config=config/crd/bases && \
-	$$cg rbac:roleName=connectors-manager paths="./controller/...;./webhook/..." output:rbac:artifacts:config=config/rbac
+	$$cg rbac:roleName=connectors-manager paths="./controller/...;./webhook/..." output:rbac:artifacts:config=config/rbac && \
+	$$cg rbac:roleName=connectors-proxy paths="./proxyserver/..." output:rbac:artifacts:config=config/proxy
 
 envtest-assets: ## Build kube-apiserver, etcd and kubectl from the module proxy into the cache.
 	@test/tools/k8s-assets.sh >/dev/null
@@ -43,7 +44,8 @@ test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites
 	@test/tools/phase.sh --summary
 
 bench: ## Benchmarks: each prints its figures side by side with its baseline, measured in one run.
-	@env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -run '^$$' -bench . -benchtime 1x ./...
+	@CLIENTS_DEBIAN="nginx:nginx-light" test/tools/clients.sh >/dev/null
+	@env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
 fuzz: ## Fuzz the webhook's mutation for a minute (the seed corpus also runs in make test).
 	go test ./webhook -run '^$$' -fuzz FuzzPodMutation -fuzztime 60s

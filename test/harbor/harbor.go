@@ -9,9 +9,12 @@ package testharbor
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -263,4 +266,39 @@ func (s *Server) Close() error {
 		_ = os.RemoveAll(s.opts.Dir)
 	}
 	return err
+}
+
+// PutZeroBlob stores a blob of size zero bytes directly in the registry's storage and links it
+// into repository, without uploading it: benchmarks need multi-GiB blobs in seconds. The file is
+// sparse, so it costs no disk space; its digest is computed by reading it once.
+func (s *Server) PutZeroBlob(repository string, size int64) (string, error) {
+	tmp, err := os.CreateTemp(s.opts.Dir, "zero-blob-")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Truncate(size); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, tmp); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	tmp.Close()
+	hexDigest := hex.EncodeToString(h.Sum(nil))
+	root := filepath.Join(s.opts.Dir, "storage", "docker", "registry", "v2")
+	data := filepath.Join(root, "blobs", "sha256", hexDigest[:2], hexDigest, "data")
+	if err := os.MkdirAll(filepath.Dir(data), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), data); err != nil {
+		return "", err
+	}
+	link := filepath.Join(root, "repositories", repository, "_layers", "sha256", hexDigest, "link")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return "", err
+	}
+	return "sha256:" + hexDigest, os.WriteFile(link, []byte("sha256:"+hexDigest), 0o644)
 }

@@ -108,6 +108,71 @@ func TestInstallManifestsApply(t *testing.T) {
 	})
 }
 
+// The proxy: its Service reaches its pods' https port, its Certificate names the Service and is
+// mounted where the proxy reads it, its ServiceAccount holds its role, and the manager's
+// --proxy-address is that Service.
+func TestInstallProxyNamesResolve(t *testing.T) {
+	out, err := kubectl(t, "apply", "--server-side", "--field-manager=harbor-connector-test", "-k", filepath.Join(root, "config", "default"))
+	require.NoError(t, err, out)
+	scheme := runtime.NewScheme()
+	require.NoError(t, clientgoscheme.AddToScheme(scheme))
+	require.NoError(t, cmapi.AddToScheme(scheme))
+	c, err := client.New(env.Config, client.Options{Scheme: scheme})
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	var proxy appsv1.Deployment
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &proxy))
+	assert.GreaterOrEqual(t, *proxy.Spec.Replicas, int32(2))
+	container := proxy.Spec.Template.Spec.Containers[0]
+	var svc corev1.Service
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &svc))
+	assert.True(t, labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(proxy.Spec.Template.Labels)))
+	port := findServicePort(svc, 443)
+	require.NotNil(t, port)
+	assert.True(t, containerHasPort(container, port.TargetPort.String()))
+
+	var cert cmapi.Certificate
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &cert))
+	assert.Contains(t, cert.Spec.DNSNames, "connectors-proxy.connectors-system.svc")
+	mounted := false
+	for _, v := range proxy.Spec.Template.Spec.Volumes {
+		for _, m := range container.VolumeMounts {
+			if v.Secret != nil && v.Secret.SecretName == cert.Spec.SecretName && m.Name == v.Name && containsArg(container.Args, "--tls-cert-dir="+m.MountPath) {
+				mounted = true
+			}
+		}
+	}
+	assert.True(t, mounted, "the proxy reads its certificate from the Certificate's Secret")
+
+	var crb rbacv1.ClusterRoleBinding
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-proxy"}, &crb))
+	assert.Contains(t, crb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: proxy.Spec.Template.Spec.ServiceAccountName, Namespace: productNS})
+	var role rbacv1.ClusterRole
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: crb.RoleRef.Name}, &role))
+	assert.True(t, grants(role, "authentication.k8s.io", "tokenreviews", "create"), "the proxy verifies tokens")
+	assert.False(t, grants(role, "", "secrets", "update"), "the proxy never writes Secrets")
+
+	var manager appsv1.Deployment
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-manager"}, &manager))
+	assert.Equal(t, "https://connectors-proxy.connectors-system.svc", argValue(manager.Spec.Template.Spec.Containers[0].Args, "--proxy-address"))
+}
+
+func grants(role rbacv1.ClusterRole, group, resource, verb string) bool {
+	for _, r := range role.Rules {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					if g == group && res == resource && v == verb {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
 func findServicePort(svc corev1.Service, port int32) *corev1.ServicePort {
 	for i := range svc.Spec.Ports {
 		if svc.Spec.Ports[i].Port == port {

@@ -20,7 +20,7 @@ import (
 
 // runClient runs a real client binary with only the ServiceAccount token (in config.json) as
 // credential and the proxy's CA as extra trust (SSL_CERT_FILE for Go clients).
-func runClient(t *testing.T, home, name string, args ...string) (string, error) {
+func runClient(t testing.TB, home, name string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(clients.Path(t, name), args...)
 	cmd.Env = []string{"HOME=" + home, "DOCKER_CONFIG=" + home, "SSL_CERT_FILE=" + filepath.Join(home, "certs", "ca.crt"), "PATH=/usr/bin:/bin"}
@@ -54,7 +54,7 @@ func randByte() byte {
 	return b[0]
 }
 
-func layerTar(t *testing.T, size int) string {
+func layerTar(t testing.TB, size int) string {
 	t.Helper()
 	dir := t.TempDir()
 	data := make([]byte, size)

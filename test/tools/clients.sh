@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned real registry clients the suites drive: crane, oras and regctl from the Go
-# module proxy, skopeo (and buildah, for the forward-proxy suite) from Debian. Prints
+# module proxy, skopeo from Debian (and, with CLIENTS_DEBIAN="bin:package ...", more, such as
+# nginx for the benchmarks). Prints
 # `name=path` lines. A missing Debian package is installed with apt-get when running as root;
 # otherwise the script fails naming the command to run.
 set -euo pipefail
@@ -15,7 +16,7 @@ echo "oras=$("$here/go-tool.sh" oras "$ORAS")"
 echo "regctl=$("$here/go-tool.sh" regctl "$REGCTL")"
 
 debian() {
-  local bin=$1 pkg=$2
+  local bin=${1%%:*} pkg=${1#*:}
   if ! command -v "$bin" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       printf '[clients] apt-get install %s\n' "$pkg" >&2
@@ -26,6 +27,7 @@ debian() {
   fi
   echo "$bin=$(command -v "$bin")"
 }
-for want in ${CLIENTS_DEBIAN:-skopeo}; do
-  debian "$want" "$want"
+# bin:package pairs; CLIENTS_DEBIAN adds more (make bench adds nginx).
+for want in skopeo:skopeo ${CLIENTS_DEBIAN:-}; do
+  debian "$want"
 done

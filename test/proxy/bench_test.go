@@ -1,0 +1,302 @@
+package proxy_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/alauda/harbor-connector/test/clients"
+)
+
+// BenchmarkReverseProxy measures, side by side in one run on this machine: blob GET throughput
+// direct to the registry, through the proxy (a separate process, as deployed) and through nginx
+// configured the way one would to inject the same Authorization header (proxy_pass, no
+// buffering); the latency a warm manifest HEAD gains through the proxy; the proxy's peak RSS
+// and CPU while streaming a 4 GiB blob; and the token fetches all of it cost. Run: make bench.
+func BenchmarkReverseProxy(b *testing.B) {
+	const rounds = 3
+	bench := startBenchParts(b)
+	defer bench.stop()
+
+	size1G := int64(1 << 30)
+	digest1G, err := harbor.PutZeroBlob("team/bench", size1G)
+	must(b, err)
+	paths := map[string]string{
+		"direct": "https://" + harbor.Host() + "/v2/team/bench/blobs/" + digest1G,
+		"proxy":  "https://" + bench.proxyAddr + "/v2/namespaces/team-a/connectors/harbor/team/bench/blobs/" + digest1G,
+		"nginx":  "https://" + bench.nginxAddr + "/v2/team/bench/blobs/" + digest1G,
+	}
+	auth := map[string]string{"direct": "Bearer " + bench.harborToken, "proxy": basic(bench.saToken), "nginx": ""}
+	fetchesBefore := harbor.TokenFetches()
+	best := map[string]float64{}
+	for r := 0; r < rounds; r++ {
+		for _, name := range []string{"direct", "proxy", "nginx"} {
+			mbps := throughput(b, bench.client, paths[name], auth[name], size1G)
+			if mbps > best[name] {
+				best[name] = mbps
+			}
+		}
+	}
+
+	// Warm manifest HEAD latency, direct vs through the proxy, interleaved.
+	home := clientHome(b, bench.saToken)
+	out, err := runClient(b, home, "crane", "append", "--oci-empty-base", "-f", layerTar(b, 16<<10), "-t", prefix(nsA, "harbor")+"/team/bench:v1")
+	must(b, err, out)
+	heads := map[string][]time.Duration{}
+	headURL := map[string]string{
+		"direct": "https://" + harbor.Host() + "/v2/team/bench/manifests/v1",
+		"proxy":  "https://" + bench.proxyAddr + "/v2/namespaces/team-a/connectors/harbor/team/bench/manifests/v1",
+	}
+	for i := 0; i < 2000; i++ {
+		for _, name := range []string{"direct", "proxy"} {
+			heads[name] = append(heads[name], headLatency(b, bench.client, headURL[name], auth[name]))
+		}
+	}
+
+	// Peak RSS and CPU of the proxy process while it streams a 4 GiB blob.
+	digest4G, err := harbor.PutZeroBlob("team/bench", 4<<30)
+	must(b, err)
+	cpuBefore := processCPU(b, bench.proxyPID)
+	mbps4G := throughput(b, bench.client, "https://"+bench.proxyAddr+"/v2/namespaces/team-a/connectors/harbor/team/bench/blobs/"+digest4G, auth["proxy"], 4<<30)
+	cpu := processCPU(b, bench.proxyPID) - cpuBefore
+	rss := peakRSS(b, bench.proxyPID)
+	fetches := harbor.TokenFetches() - fetchesBefore
+
+	d50, d99 := pct(heads["direct"])
+	p50, p99 := pct(heads["proxy"])
+	fmt.Printf("\nreverse proxy, blob GET over TLS (1 GiB, best of %d, client and servers on the same 2 cores):\n", rounds)
+	fmt.Printf("  direct to the registry   %7.0f MB/s\n", best["direct"])
+	fmt.Printf("  through the proxy        %7.0f MB/s   proxy/direct = %.2f (goal >= 0.5)\n", best["proxy"], best["proxy"]/best["direct"])
+	fmt.Printf("  through nginx            %7.0f MB/s   proxy/nginx  = %.2f (goal >= 1.25)\n", best["nginx"], best["proxy"]/best["nginx"])
+	fmt.Printf("manifest HEAD, warm caches (2000 each): direct p50 %s p99 %s; proxy p50 %s p99 %s; added p50 %s (goal <= 0.5ms)\n",
+		msf(d50), msf(d99), msf(p50), msf(p99), msf(p50-d50))
+	fmt.Printf("streaming 4 GiB through the proxy: %.0f MB/s, proxy peak RSS %.1f MiB (goal <= 64 MiB), proxy CPU %.2f s/GB\n",
+		mbps4G, float64(rss)/(1<<20), cpu.Seconds()/4.295)
+	fmt.Printf("token fetches for all of the above: %d\n", fetches)
+	b.ReportMetric(best["proxy"]/best["direct"], "proxy/direct")
+	b.ReportMetric(best["proxy"]/best["nginx"], "proxy/nginx")
+	b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
+}
+
+type benchParts struct {
+	proxyAddr, nginxAddr string
+	proxyPID             int
+	saToken, harborToken string
+	client               *http.Client
+	stop                 func()
+}
+
+func startBenchParts(b *testing.B) *benchParts {
+	dir := b.TempDir()
+	p := &benchParts{saToken: saToken(b, nsA)}
+	robot, secret := harbor.AddRobot("team", "bench")
+	secrets.Store(secret, true)
+	p.harborToken = harborToken(b, robot, secret, "repository:team/bench:pull")
+
+	root, err := clients.RepoRoot()
+	must(b, err)
+	bin := filepath.Join(dir, "proxy")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/proxy")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	must(b, err, string(out))
+	admin, err := env.AddUser(envtest.User{Name: "bench", Groups: []string{"system:masters"}}, nil)
+	must(b, err)
+	kc, err := admin.KubeConfig()
+	must(b, err)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	must(b, os.WriteFile(kubeconfig, kc, 0o600))
+	p.proxyAddr = freeAddr(b)
+	proxy := exec.Command(bin, "--kubeconfig", kubeconfig, "--https-address", p.proxyAddr, "--tls-cert-dir", filepath.Join(workDir, "proxy-tls"),
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	proxy.Stdout, proxy.Stderr = io.Discard, io.Discard
+	must(b, proxy.Start())
+	p.proxyPID = proxy.Process.Pid
+
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		b.Fatal("nginx is not installed: apt-get install -y nginx-light (make bench installs it)")
+	}
+	p.nginxAddr = freeAddr(b)
+	conf := filepath.Join(dir, "nginx.conf")
+	must(b, os.WriteFile(filepath.Join(dir, "harbor-ca.crt"), harbor.CACertPEM(), 0o644))
+	must(b, os.WriteFile(conf, []byte(fmt.Sprintf(`worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  upstream harbor { server %[2]s; keepalive 16; }
+  server {
+    listen %[3]s ssl;
+    ssl_certificate %[4]s/tls.crt;
+    ssl_certificate_key %[4]s/tls.key;
+    location /v2/ {
+      proxy_pass https://harbor;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host %[2]s;
+      proxy_set_header Authorization "Bearer %[5]s";
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_ssl_trusted_certificate %[1]s/harbor-ca.crt;
+      proxy_ssl_verify on;
+      proxy_ssl_name localhost;
+      proxy_ssl_session_reuse on;
+    }
+  }
+}
+`, dir, harbor.Host(), p.nginxAddr, filepath.Join(workDir, "proxy-tls"), p.harborToken)), 0o644))
+	ng := exec.Command(nginx, "-c", conf, "-g", "daemon off;")
+	ng.Stdout, ng.Stderr = io.Discard, io.Discard
+	must(b, ng.Start())
+
+	p.client = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: poolWith(proxyCA.CertPEM, harbor.CACertPEM())},
+		ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 4,
+	}}
+	p.stop = func() {
+		_ = proxy.Process.Kill()
+		_ = proxy.Wait()
+		_ = ng.Process.Signal(syscall.SIGTERM) // the master stops its workers
+		_ = ng.Wait()
+	}
+	for _, addr := range []string{p.proxyAddr, p.nginxAddr} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				p.stop()
+				b.Fatalf("%s did not start", addr)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	time.Sleep(time.Second) // the proxy's informers sync
+	return p
+}
+
+func throughput(b *testing.B, c *http.Client, url, auth string, size int64) float64 {
+	req, _ := http.NewRequest("GET", url, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	start := time.Now()
+	resp, err := c.Do(req)
+	must(b, err)
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	must(b, err)
+	if resp.StatusCode != http.StatusOK || n != size {
+		b.Fatalf("GET %s: HTTP %d, %d of %d bytes", url, resp.StatusCode, n, size)
+	}
+	return float64(n) / 1e6 / time.Since(start).Seconds()
+}
+
+func headLatency(b *testing.B, c *http.Client, url, auth string) time.Duration {
+	req, _ := http.NewRequest("HEAD", url, nil)
+	req.Header.Set("Authorization", auth)
+	req.Header.Set("Accept", manifestTypes)
+	start := time.Now()
+	resp, err := c.Do(req)
+	must(b, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("HEAD %s: HTTP %d", url, resp.StatusCode)
+	}
+	return time.Since(start)
+}
+
+func harborToken(b *testing.B, user, pass, scope string) string {
+	req, _ := http.NewRequest("GET", harbor.URL()+"/service/token?service=harbor-registry&scope="+scope, nil)
+	req.SetBasicAuth(user, pass)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolWith(harbor.CACertPEM())}}}
+	resp, err := c.Do(req)
+	must(b, err)
+	defer resp.Body.Close()
+	var body struct {
+		Token string `json:"token"`
+	}
+	must(b, json.NewDecoder(resp.Body).Decode(&body))
+	return body.Token
+}
+
+// peakRSS is the process's high-water resident set (VmHWM), in bytes.
+func peakRSS(b *testing.B, pid int) int64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	must(b, err)
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM")
+	return 0
+}
+
+// processCPU is the process's user+system CPU time so far.
+func processCPU(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(b, err)
+	fields := strings.Fields(string(stat[strings.LastIndex(string(stat), ")")+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+func pct(d []time.Duration) (p50, p99 time.Duration) {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2], s[len(s)*99/100]
+}
+
+func msf(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d.Microseconds())/1000) }
+
+func basic(token string) string {
+	req := &http.Request{Header: http.Header{}}
+	req.SetBasicAuth("sa", token)
+	return req.Header.Get("Authorization")
+}
+
+func freeAddr(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(b, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func must(b testing.TB, err error, context ...string) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err, strings.Join(context, " "))
+	}
+}
+
+func poolWith(pems ...[]byte) *x509.CertPool {
+	pool := x509.NewCertPool()
+	for _, p := range pems {
+		pool.AppendCertsFromPEM(p)
+	}
+	return pool
+}
