@@ -35,6 +35,20 @@ func Path(t testing.TB, name string) string {
 	return p
 }
 
+// Lookup is Path for programs (the demo): it installs on first use and returns an error instead
+// of failing a test.
+func Lookup(name string) (string, error) {
+	once.Do(func() { paths, err = install() })
+	if err != nil {
+		return "", err
+	}
+	p, ok := paths[name]
+	if !ok {
+		return "", fmt.Errorf("test/tools/clients.sh does not provide %q", name)
+	}
+	return p, nil
+}
+
 func install() (map[string]string, error) {
 	root, err := RepoRoot()
 	if err != nil {

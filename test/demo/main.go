@@ -107,13 +107,31 @@ func run() error {
 	robot, secret := harbor.AddRobot("team", "ci")
 	fmt.Printf("    Harbor at %s, private project 'team', robot account %s\n", harbor.URL(), robot)
 
-	step("Starting the manager (controller) as a local process, out of cluster with --kubeconfig")
-	managerBin := filepath.Join(work, "manager")
-	build := exec.Command("go", "build", "-o", managerBin, "./cmd/manager")
+	step("Starting the registry proxy as a local process (HTTPS with its own CA, out of cluster with --kubeconfig)")
+	build := exec.Command("go", "build", "-o", work+"/", "./cmd/manager", "./cmd/proxy")
 	build.Dir, build.Stderr = root, os.Stderr
 	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the manager: %w", err)
+		return fmt.Errorf("building the manager and the proxy: %w", err)
 	}
+	managerBin, proxyBin := filepath.Join(work, "manager"), filepath.Join(work, "proxy")
+	proxyAddr, proxyCAFile, err := proxyCertificates(work)
+	if err != nil {
+		return err
+	}
+	proxyLog, err := os.Create(filepath.Join(work, "proxy.log"))
+	if err != nil {
+		return err
+	}
+	proxy := exec.Command(proxyBin, "--kubeconfig", kubeconfig, "--https-address", proxyAddr, "--tls-cert-dir", filepath.Join(work, "proxy-tls"),
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	proxy.Stdout, proxy.Stderr = proxyLog, proxyLog
+	if err := proxy.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
+	fmt.Printf("    proxy at https://%s\n", proxyAddr)
+
+	step("Starting the manager (controller + webhook) as a local process, out of cluster with --kubeconfig")
 	managerLog, err := os.Create(filepath.Join(work, "manager.log"))
 	if err != nil {
 		return err
@@ -124,7 +142,8 @@ func run() error {
 	manager := exec.Command(managerBin, "--kubeconfig", kubeconfig, "--leader-elect", "--leader-election-namespace", "default",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0", "--retry-interval", "5s",
 		"--webhook-port", strconv.Itoa(wh.LocalServingPort), "--webhook-cert-dir", wh.LocalServingCertDir,
-		"--forward-proxy-url", "http://127.0.0.1:3128", "--pull-host", "127.0.0.1:5050")
+		"--forward-proxy-url", "http://127.0.0.1:3128", "--pull-host", "127.0.0.1:5050",
+		"--proxy-address", "https://"+proxyAddr, "--proxy-ca-file", proxyCAFile)
 	manager.Stdout, manager.Stderr = managerLog, managerLog
 	if err := manager.Start(); err != nil {
 		return err
@@ -171,7 +190,7 @@ func run() error {
 	if err := k8s.Update(ctx, robotSecret); err != nil {
 		return err
 	}
-	if err := waitCondition(ctx, k8s, connector, v1alpha1.ConditionAuthReady, metav1.ConditionTrue); err != nil {
+	if err := waitCondition(ctx, k8s, connector, v1alpha1.ConditionReady, metav1.ConditionTrue); err != nil {
 		return err
 	}
 	kubectl("get", "connectors", "-n", ns)
@@ -226,16 +245,22 @@ spec:
 	}
 	fmt.Println("    (empty)")
 
+	step("App team: push and pull through the reverse proxy with crane, holding only a ServiceAccount token")
+	if err := pushPull(ctx, work, env, ns, proxyAddr, proxyCAFile, harbor); err != nil {
+		return err
+	}
+
 	step("Summary")
-	fmt.Printf(`    built and shown:   Connector API, controller (Secret checks, Harbor probes over verified TLS,
-                       robot accounts, conditions and events, recovery on Secret change),
+	fmt.Printf(`    built and shown:   Connector API and controller (Secret checks, Harbor probes over verified TLS,
+                       robot accounts, conditions and events, recovery on Secret change, Ready);
                        admission webhook (image rewrite, proxy env, CSI volume, no credentials,
-                       GitOps re-apply is a no-op)
-    not built yet:     the registry proxy (so ProxyReady=False, ProxyNotConfigured, and Ready=False)
-                       and the CSI driver; push/pull through the proxy comes with them
-    the password never appears in the manager's log: %v
+                       GitOps re-apply is a no-op); reverse proxy (ServiceAccount token in,
+                       Harbor credentials added, crane push and pull)
+    not built yet:     the forward proxy (HTTPS_PROXY interception), the node pull listener and
+                       the CSI driver, so a Pod cannot run the mutated Job yet
+    the password never appears in the manager's or the proxy's log: %v
     took %s
-`, !logContains(filepath.Join(work, "manager.log"), secret), time.Since(start).Round(time.Second))
+`, !logContains(filepath.Join(work, "manager.log"), secret) && !logContains(filepath.Join(work, "proxy.log"), secret), time.Since(start).Round(time.Second))
 	return nil
 }
 
