@@ -62,7 +62,7 @@ func TestREADMEDocumentsEveryWorkloadKey(t *testing.T) {
 			if name == "AnnotationMirrorPod" || name == "LabelProject" || name == "LabelInnerNamespace" {
 				continue // not ours; the visibility section names the project labels
 			}
-			assert.Contains(t, doc, "`"+key+"`", "README.md must document %s (%s)", name, key)
+			assert.True(t, strings.Contains(doc, "`"+key+"`"), "README.md must document %s (%s)", name, key)
 		}
 	}
 }
@@ -75,10 +75,10 @@ func TestREADMEDocumentsEveryConditionReason(t *testing.T) {
 			name == "ReasonProxyAvailable" || name == "ReasonSecretOptional" || name == "ReasonAnonymous" {
 			continue // success reasons need no troubleshooting row
 		}
-		assert.Contains(t, doc, "`"+reason+"`", "README.md's conditions table must explain %s", name)
+		assert.True(t, strings.Contains(doc, "`"+reason+"`"), "README.md's conditions table must explain %s", name)
 	}
 	for name, typ := range stringConsts(t, path, "Condition") {
-		assert.Contains(t, doc, "`"+typ+"`", "README.md must name condition %s", name)
+		assert.True(t, strings.Contains(doc, "`"+typ+"`"), "README.md must name condition %s", name)
 	}
 }
 
@@ -86,31 +86,44 @@ var metricName = regexp.MustCompile(`Name:\s+"([a-z_]+)"`)
 
 func TestREADMEDocumentsEveryMetric(t *testing.T) {
 	doc, root := readme(t)
-	files, err := filepath.Glob(filepath.Join(root, "*", "metrics.go"))
-	require.NoError(t, err)
+	var files []string
+	for _, dir := range []string{"controller", "webhook", "proxyserver"} {
+		require.NoError(t, filepath.WalkDir(filepath.Join(root, dir), func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+				files = append(files, p)
+			}
+			return err
+		}))
+	}
 	require.NotEmpty(t, files)
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		require.NoError(t, err)
 		for _, m := range metricName.FindAllStringSubmatch(string(src), -1) {
-			assert.Contains(t, doc, "`"+m[1]+"`", "README.md's metrics table must list %s (%s)", m[1], f)
+			assert.True(t, strings.Contains(doc, "`"+m[1]+"`"), "README.md's metrics table must list %s (%s)", m[1], f)
 		}
 	}
 }
 
 var flagLine = regexp.MustCompile(`(?m)^\s+-([a-z][a-z0-9-]+)`)
 
-func TestREADMEDocumentsEveryManagerFlag(t *testing.T) {
+func TestREADMEDocumentsEveryFlag(t *testing.T) {
+	for _, binary := range []string{"manager", "proxy"} {
+		t.Run(binary, func(t *testing.T) { checkFlags(t, binary) })
+	}
+}
+
+func checkFlags(t *testing.T, binary string) {
 	doc, root := readme(t)
-	cmd := exec.Command("go", "run", "./cmd/manager", "-h")
+	cmd := exec.Command("go", "run", "./cmd/"+binary, "-h")
 	cmd.Dir = root
 	out, _ := cmd.CombinedOutput() // -h exits 0 or 2 depending on the flag package; the text is what matters
 	flags := flagLine.FindAllStringSubmatch(string(out), -1)
-	require.NotEmpty(t, flags, "no flags in the manager's help:\n%s", out)
+	require.NotEmpty(t, flags, "no flags in the %s's help:\n%s", binary, out)
 	for _, f := range flags {
 		if strings.HasPrefix(f[1], "zap-") {
 			continue // controller-runtime's logging flags, documented upstream
 		}
-		assert.Contains(t, doc, "`--"+f[1]+"`", "README.md's manager flag table must list --%s", f[1])
+		assert.True(t, strings.Contains(doc, "`--"+f[1]+"`"), "README.md's %s flag table must list --%s", binary, f[1])
 	}
 }
