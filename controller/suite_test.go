@@ -1,7 +1,6 @@
 package controller_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +23,7 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/controller"
+	"github.com/alauda/harbor-connector/test/capture"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
 	"github.com/alauda/harbor-connector/test/kube"
 )
@@ -39,7 +38,7 @@ var (
 	harborTLS  *testharbor.Server
 	proxyReady atomic.Bool
 	proxySrv   *httptest.Server
-	logs       = &syncBuffer{}
+	logs       = &capture.Buffer{}
 )
 
 const (
@@ -49,25 +48,6 @@ const (
 	probeInterval = 2 * time.Second
 	retryInterval = time.Hour
 )
-
-// syncBuffer collects every log line the manager writes, so tests can assert no credential
-// ever reaches a log.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))

@@ -26,14 +26,7 @@ const productNS = "connectors-system"
 // config/default applies to the real API server with server-side apply, and every name it
 // wires together resolves, so the manifests cannot drift from each other or from the code.
 func TestInstallManifestsApply(t *testing.T) {
-	out, err := kubectl(t, "apply", "--server-side", "--field-manager=harbor-connector-test", "-k", filepath.Join(root, "config", "default"))
-	require.NoError(t, err, out)
-
-	scheme := runtime.NewScheme()
-	require.NoError(t, clientgoscheme.AddToScheme(scheme))
-	require.NoError(t, cmapi.AddToScheme(scheme))
-	c, err := client.New(env.Config, client.Options{Scheme: scheme})
-	require.NoError(t, err)
+	c := applyDefault(t)
 	ctx := context.Background()
 
 	var deploy appsv1.Deployment
@@ -112,13 +105,7 @@ func TestInstallManifestsApply(t *testing.T) {
 // mounted where the proxy reads it, its ServiceAccount holds its role, and the manager's
 // --proxy-address is that Service.
 func TestInstallProxyNamesResolve(t *testing.T) {
-	out, err := kubectl(t, "apply", "--server-side", "--field-manager=harbor-connector-test", "-k", filepath.Join(root, "config", "default"))
-	require.NoError(t, err, out)
-	scheme := runtime.NewScheme()
-	require.NoError(t, clientgoscheme.AddToScheme(scheme))
-	require.NoError(t, cmapi.AddToScheme(scheme))
-	c, err := client.New(env.Config, client.Options{Scheme: scheme})
-	require.NoError(t, err)
+	c := applyDefault(t)
 	ctx := context.Background()
 
 	var proxy appsv1.Deployment
@@ -156,6 +143,20 @@ func TestInstallProxyNamesResolve(t *testing.T) {
 	var manager appsv1.Deployment
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-manager"}, &manager))
 	assert.Equal(t, "https://connectors-proxy.connectors-system.svc", argValue(manager.Spec.Template.Spec.Containers[0].Args, "--proxy-address"))
+}
+
+// applyDefault applies config/default server-side and returns a client that knows cert-manager's
+// types.
+func applyDefault(t *testing.T) client.Client {
+	t.Helper()
+	out, err := kubectl(t, "apply", "--server-side", "--field-manager=harbor-connector-test", "-k", filepath.Join(root, "config", "default"))
+	require.NoError(t, err, out)
+	scheme := runtime.NewScheme()
+	require.NoError(t, clientgoscheme.AddToScheme(scheme))
+	require.NoError(t, cmapi.AddToScheme(scheme))
+	c, err := client.New(env.Config, client.Options{Scheme: scheme})
+	require.NoError(t, err)
+	return c
 }
 
 func grants(role rbacv1.ClusterRole, group, resource, verb string) bool {

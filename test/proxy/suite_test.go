@@ -3,7 +3,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -32,6 +31,7 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/proxyserver"
+	"github.com/alauda/harbor-connector/test/capture"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
 	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/test/testca"
@@ -48,9 +48,9 @@ var (
 	proxyAddr string // host:port
 	proxyCA   *testca.CA
 	workDir   string
-	logs      = &syncBuffer{}
-	responses = &syncBuffer{} // every response's headers and body start, for leak checks
-	secrets   sync.Map        // every Harbor password put in a Secret
+	logs      = &capture.Buffer{}
+	responses = &capture.Buffer{} // every response's headers and body start, for leak checks
+	secrets   sync.Map            // every Harbor password put in a Secret
 
 	harborsMu sync.Mutex
 	harbors   []*testharbor.Server // every Harbor started, for the leak check
@@ -73,23 +73,6 @@ const (
 	nsA, nsB = "team-a", "team-b"
 	audience = "connectors-proxy"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
