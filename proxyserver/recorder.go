@@ -121,12 +121,17 @@ type countingBody struct {
 	r      io.ReadCloser
 	n      int64
 	onRead func()
+	// broken: the client's body ended with an error (it went away mid-upload).
+	broken bool
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	b.onRead()
 	n, err := b.r.Read(p)
 	b.n += int64(n)
+	if err != nil && err != io.EOF {
+		b.broken = true
+	}
 	return n, err
 }
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/alauda/harbor-connector/policies"
 )
 
 var bufferPool = &pool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
@@ -251,26 +253,32 @@ func denied(resp *http.Response, st *requestState) {
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 }
 
-// errorHandler answers when the registry could not be reached or the transfer broke. A client
-// that went away mid-upload gets its upstream upload session deleted (harbor#20157: abandoned
-// sessions otherwise pile up).
+// errorHandler answers when the registry could not be reached or the transfer broke. A broken
+// upload (the client went away mid-body, or the exchange failed) gets its upstream session
+// deleted: the client starts a new one anyway, and abandoned sessions otherwise pile up on the
+// registry (harbor#20157).
 func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateFrom(r.Context())
 	ref := st.route.Connector.String()
-	if errors.Is(r.Context().Err(), context.Canceled) || errors.Is(err, context.Canceled) {
-		if st.route.Kind == KindUpload && st.route.Rest != "" && (r.Method == http.MethodPatch || r.Method == http.MethodPut) {
-			go cancelUpload(st)
-		}
+	if st.route.Kind == KindUpload && st.route.Rest != "" && (r.Method == http.MethodPatch || r.Method == http.MethodPut) {
+		go cancelUpload(st)
+	}
+	if errors.Is(context.Cause(r.Context()), errStalled) {
+		upstreamErrors.WithLabelValues("stalled").Inc()
+		writeError(w, codeUnavailable, ref, fmt.Sprintf("the transfer through connector %s stalled: no data moved for %s", ref, h.stall()))
+		return
+	}
+	if rec, ok := w.(*recorder); (ok && rec.body != nil && rec.body.broken) || errors.Is(r.Context().Err(), context.Canceled) {
 		upstreamErrors.WithLabelValues("client-gone").Inc()
-		if cause := context.Cause(r.Context()); cause != nil && errors.Is(cause, errStalled) {
-			writeError(w, codeUnavailable, ref, fmt.Sprintf("the transfer through connector %s stalled: no data moved for %s", ref, h.stall()))
-		}
 		return
 	}
 	upstreamErrors.WithLabelValues("unreachable").Inc()
 	writeError(w, codeUnavailable, ref, fmt.Sprintf("the registry of connector %s could not be reached: %v", ref, unwrapURL(err)))
 }
 
+// cancelUpload deletes an upstream upload session. The registry authorises DELETE as its own
+// action, so it gets a token for exactly that scope; an account without it leaves the session
+// to the registry's own purging.
 func cancelUpload(st *requestState) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -278,8 +286,12 @@ func cancelUpload(st *requestState) {
 	if err != nil {
 		return
 	}
-	if st.auth != "" {
-		req.Header.Set("Authorization", st.auth)
+	auth, _, err := st.registry.Authorization(ctx, policies.ScopesFor(http.MethodDelete, st.route.Repository, ""))
+	if err != nil {
+		return
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	if resp, err := st.registry.Transport().RoundTrip(req); err == nil {
 		drain(resp)

@@ -65,6 +65,7 @@ type Server struct {
 	registryMu sync.Mutex
 
 	tokenFetches     atomic.Int64
+	uploadCancels    atomic.Int64
 	tokenServiceDown atomic.Bool
 	issuedMu         sync.Mutex
 	issued           []string
@@ -243,6 +244,9 @@ func (s *Server) RestartRegistry() error {
 	s.registryMu.Unlock()
 	return nil
 }
+
+// UploadCancels counts DELETE requests for upload sessions (cancelled uploads).
+func (s *Server) UploadCancels() int64 { return s.uploadCancels.Load() }
 
 // TokenFetches counts requests to the token service since start.
 func (s *Server) TokenFetches() int64 { return s.tokenFetches.Load() }

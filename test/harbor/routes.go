@@ -92,6 +92,9 @@ func (s *Server) registryFront() http.Handler {
 		ErrorLog:      serverLog(),
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+			s.uploadCancels.Add(1)
+		}
 		if user, pass, ok := r.BasicAuth(); ok {
 			acc, ok := s.accounts.authenticate(user, pass)
 			if !ok {

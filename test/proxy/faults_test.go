@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -204,4 +205,30 @@ func decodeJSON(resp *http.Response, v any) error {
 		return fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return jsonDecode(resp.Body, v)
+}
+
+// A client that disappears in the middle of an upload chunk: the proxy asks the registry to
+// delete the upload session (harbor#20157). A distribution registry (Harbor's) refuses that
+// DELETE when the broken chunk already moved the session's offset past the last _state it
+// issued (416 RANGE_INVALID), leaving the session to its upload purging; the proxy cannot do
+// better, so this checks that it asks, with a token allowed to delete.
+func TestAbandonedUploadIsCancelledUpstream(t *testing.T) {
+	token := saToken(t, nsA)
+	resp := request(t, "POST", pathA("abandoned/blobs/uploads/"), token, nil)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	loc := resp.Header.Get("Location")
+	resp.Body.Close()
+
+	cancels := harbor.UploadCancels()
+	conn, err := tls.Dial("tcp", proxyAddr, &tls.Config{RootCAs: proxyCA.Pool()})
+	require.NoError(t, err)
+	fmt.Fprintf(conn, "PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n",
+		loc, proxyAddr, basic(token), 64<<20)
+	_, err = conn.Write(make([]byte, 1<<20))
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond)
+	conn.Close() // gone, 63 MiB short
+
+	require.Eventually(t, func() bool { return harbor.UploadCancels() == cancels+1 }, 10*time.Second, 50*time.Millisecond,
+		"the proxy asked the registry to delete the abandoned upload session")
 }
