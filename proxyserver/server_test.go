@@ -67,7 +67,9 @@ func TestServerDrainsInFlightTransfers(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- (&Server{Listener: ln, Handler: handler, DrainTimeout: 10 * time.Second, Log: logr.Discard()}).Start(ctx) }()
+	go func() {
+		done <- (&Server{Listener: ln, Handler: handler, DrainTimeout: 10 * time.Second, Log: logr.Discard()}).Start(ctx)
+	}()
 
 	resp, err := http.Get("http://" + ln.Addr().String() + "/blob")
 	require.NoError(t, err)
