@@ -70,6 +70,9 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	}); err != nil {
 		return nil, err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, podIPIndex, indexPodIP); err != nil {
+		return nil, fmt.Errorf("indexing marked pods by IP: %w", err)
+	}
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}); err != nil {
 		return nil, fmt.Errorf("watching Namespaces: %w", err)
 	}

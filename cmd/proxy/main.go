@@ -32,6 +32,7 @@ func main() {
 		audiences                    string
 		opts                         proxyserver.Options
 		drainTimeout                 time.Duration
+		fwd                          forwardFlags
 	)
 	flag.StringVar(&httpsAddr, "https-address", ":8443", "address of the reverse proxy's HTTPS listener (empty disables it)")
 	flag.StringVar(&certDir, "tls-cert-dir", "/etc/connectors/proxy-tls", "directory with tls.crt and tls.key for HTTPS (from cert-manager; reloaded on renewal)")
@@ -46,6 +47,14 @@ func main() {
 	flag.IntVar(&opts.MaxTokenFetches, "max-token-fetches", 4, "concurrent token fetches per connector")
 	flag.DurationVar(&opts.StallTimeout, "stall-timeout", 2*time.Minute, "abort a transfer that moves no bytes for this long")
 	flag.DurationVar(&drainTimeout, "drain-timeout", 5*time.Minute, "on shutdown, how long in-flight transfers may finish")
+	flag.StringVar(&fwd.plainAddr, "forward-address", "", "address of the forward proxy's plain-HTTP listener (HTTPS_PROXY=http://...; the install uses :3128; empty disables it)")
+	flag.StringVar(&fwd.tlsAddr, "forward-tls-address", "", "address of the forward proxy's TLS listener, for clients that send a token (the install uses :3129; empty disables it)")
+	flag.StringVar(&fwd.caDir, "intercept-ca-dir", "/etc/connectors/intercept-ca", "directory with the interception CA's tls.crt and tls.key (an isCA certificate; re-read on rotation)")
+	flag.StringVar(&fwd.permitted, "intercept-permitted-domains", "", "comma-separated domains leaves may be minted for (should match the CA's name constraints); empty: any connector host")
+	flag.StringVar(&fwd.tunnelMode, "tunnel-policy", "public", "CONNECTs to hosts other than connectors' registries: public (only public addresses), deny, or allowlist")
+	flag.StringVar(&fwd.tunnelAllow, "tunnel-allow", "", "comma-separated host names (.suffix) and CIDRs tunnels may reach even when not public")
+	flag.StringVar(&fwd.clusterCIDRs, "cluster-cidrs", "", "comma-separated pod and service CIDRs, never reached by tunnels")
+	flag.BoolVar(&fwd.podIdentity, "pod-identity", true, "identify forward-proxy callers without a credential by the source address of a running pod the webhook marked")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -55,13 +64,13 @@ func main() {
 			opts.Audiences = append(opts.Audiences, a)
 		}
 	}
-	if err := run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr, drainTimeout, opts); err != nil {
+	if err := run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr, drainTimeout, opts, fwd); err != nil {
 		ctrl.Log.Error(err, "proxy stopped")
 		os.Exit(1)
 	}
 }
 
-func run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr string, drain time.Duration, opts proxyserver.Options) error {
+func run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr string, drain time.Duration, opts proxyserver.Options, fwd forwardFlags) error {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -77,6 +86,7 @@ func run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr string, drain time
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
+		Cache:                  proxyserver.CacheOptions(),
 	})
 	if err != nil {
 		return err
@@ -101,6 +111,22 @@ func run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr string, drain time
 	if httpAddr != "" {
 		if err := mgr.Add(&proxyserver.Server{Addr: httpAddr, Handler: routes, DrainTimeout: drain, Log: log}); err != nil {
 			return err
+		}
+	}
+	if fwd.plainAddr != "" || fwd.tlsAddr != "" {
+		forward, err := fwd.build(handler, mgr)
+		if err != nil {
+			return err
+		}
+		if fwd.plainAddr != "" {
+			if err := mgr.Add(&proxyserver.Server{Addr: fwd.plainAddr, Handler: forward, DrainTimeout: drain, Log: log}); err != nil {
+				return err
+			}
+		}
+		if fwd.tlsAddr != "" {
+			if err := mgr.Add(&proxyserver.Server{Addr: fwd.tlsAddr, Handler: forward, CertFile: filepath.Join(certDir, "tls.crt"), KeyFile: filepath.Join(certDir, "tls.key"), DrainTimeout: drain, Log: log}); err != nil {
+				return err
+			}
 		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -182,12 +182,7 @@ func (r *Registry) Authorization(ctx context.Context, scopes []string) (value st
 	case schemeNone:
 		return "", true, nil
 	case schemeBasic:
-		if r.cfg.Credentials == nil {
-			return "", true, nil
-		}
-		req := &http.Request{Header: http.Header{}}
-		req.SetBasicAuth(r.cfg.Credentials.Username, r.cfg.Credentials.Password)
-		return req.Header.Get("Authorization"), true, nil
+		return r.BasicAuthorization(), true, nil
 	}
 	key := strings.Join(scopes, " ")
 	if tok, ok := r.cachedToken(key); ok {
@@ -203,6 +198,17 @@ func (r *Registry) Authorization(ctx context.Context, scopes []string) (value st
 		return "", false, err
 	}
 	return "Bearer " + v.(string), false, nil
+}
+
+// BasicAuthorization is the connector's credential as a Basic Authorization value ("" for
+// anonymous connectors), for Harbor's own API, which takes Basic credentials.
+func (r *Registry) BasicAuthorization() string {
+	if r.cfg.Credentials == nil {
+		return ""
+	}
+	req := &http.Request{Header: http.Header{}}
+	req.SetBasicAuth(r.cfg.Credentials.Username, r.cfg.Credentials.Password)
+	return req.Header.Get("Authorization")
 }
 
 // Invalidate drops the cached token for a scope set (after the registry refused it).

@@ -25,7 +25,11 @@ type CA struct {
 }
 
 // New makes a CA named commonName, valid for a day.
-func New(commonName string) (*CA, error) {
+func New(commonName string) (*CA, error) { return NewConstrained(commonName) }
+
+// NewConstrained makes a CA whose certificates are valid only for the permitted DNS domains
+// (X.509 name constraints); none given means unconstrained.
+func NewConstrained(commonName string, permittedDomains ...string) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -39,6 +43,10 @@ func New(commonName string) (*CA, error) {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
+	if len(permittedDomains) > 0 {
+		tmpl.PermittedDNSDomainsCritical = true
+		tmpl.PermittedDNSDomains = permittedDomains
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return nil, err
@@ -48,6 +56,15 @@ func New(commonName string) (*CA, error) {
 		return nil, err
 	}
 	return &CA{Cert: cert, Key: key, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
+
+// KeyPEM is the CA's private key, PEM-encoded (for components that sign with it).
+func (ca *CA) KeyPEM() []byte {
+	der, err := x509.MarshalECPrivateKey(ca.Key)
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 }
 
 // Pool returns a pool holding only this CA.
