@@ -232,8 +232,12 @@ func (f *Forward) harborAPI(w *recorder, r *http.Request, c *caller, ref policie
 				pr.Out.Header.Set("Authorization", auth)
 			}
 		},
-		Transport:      reg.Transport(),
-		ModifyResponse: func(resp *http.Response) error { resp.Header.Del("Www-Authenticate"); resp.Header.Del("Set-Cookie"); return nil },
+		Transport: reg.Transport(),
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Del("Www-Authenticate")
+			resp.Header.Del("Set-Cookie")
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			writeError(w, codeUnavailable, ref.String(), fmt.Sprintf("Harbor of connector %s could not be reached: %v", ref, unwrapURL(err)))
 		},
@@ -379,4 +383,3 @@ func (c *closeNotifyConn) Close() error {
 	c.once.Do(func() { close(c.done) })
 	return c.Conn.Close()
 }
-

@@ -32,13 +32,13 @@ type Authority struct {
 	// constraints should say the same, so a leaked key cannot impersonate anything else).
 	PermittedDomains []string
 
-	mu       sync.Mutex
-	ca       *x509.Certificate
-	caKey    crypto.Signer
-	caStamp  time.Time
-	leafKey  *ecdsa.PrivateKey
-	leaves   map[string]*tls.Certificate
-	refresh  map[string]time.Time
+	mu      sync.Mutex
+	ca      *x509.Certificate
+	caKey   crypto.Signer
+	caStamp time.Time
+	leafKey *ecdsa.PrivateKey
+	leaves  map[string]*tls.Certificate
+	refresh map[string]time.Time
 }
 
 // ErrNotPermitted: the host is outside the permitted domains.
