@@ -285,3 +285,27 @@ func TestForwardTunnelPolicy(t *testing.T) {
 	t.Cleanup(func() { forwardProxy.Tunnels = saved })
 	assert.Contains(t, connectStatus(t, "mirror.test:"+port), "403", "deny refuses every non-connector tunnel")
 }
+
+// Harbor API calls through the intercepted host (harbor-cli, curl) carry the connector's
+// credentials; other Harbor paths (UI, login) are refused.
+func TestForwardHarborAPI(t *testing.T) {
+	h := forwardHarbor(t)
+	proxy := &url.URL{Scheme: "http", User: url.UserPassword(nsA+"/fwd", saToken(t, nsA)), Host: forwardAddr}
+	c := goClient("127.0.0.1", proxy)
+	get := func(path string) (int, string) {
+		resp, err := c.Get("https://" + h.Host() + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	status, body := get("/api/v2.0/users/current/permissions")
+	assert.Equal(t, http.StatusOK, status, "the robot's credentials were added: %s", body)
+	status, _ = get("/api/v2.0/users/current")
+	assert.Equal(t, http.StatusPreconditionFailed, status, "Harbor's own answer to a robot passes through")
+	for _, path := range []string{"/", "/c/login", "/harbor/projects"} {
+		status, body = get(path)
+		assert.Equal(t, http.StatusForbidden, status, path)
+		assert.Contains(t, body, "only the registry API (/v2/) and Harbor's API (/api/v2.0/)")
+	}
+}
