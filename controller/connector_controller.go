@@ -148,7 +148,7 @@ func (r *ConnectorReconciler) check(ctx context.Context, c *v1alpha1.Connector) 
 		liveness, auth = r.Prober.Probe(ctx, c, secrets.Credentials, secrets.RootCAs)
 		probeDuration.WithLabelValues(string(c.Spec.ConnectorClassName)).Observe(time.Since(started).Seconds())
 	}
-	proxy := r.Proxy.Check(ctx)
+	proxy := r.Proxy.CheckConnector(ctx, c)
 
 	conds := []metav1.Condition{
 		condition(v1alpha1.ConditionSecretReady, secretResult),

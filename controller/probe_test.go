@@ -91,3 +91,11 @@ func TestSummarizeTakesFirstFailure(t *testing.T) {
 	assert.Equal(t, v1alpha1.ReasonTLSUntrusted, got.Reason)
 	assert.Equal(t, "LivenessReady: x509", got.Message)
 }
+
+func TestHostOutsidePermittedDomains(t *testing.T) {
+	p := &ProxyChecker{Address: "https://proxy", PermittedDomains: []string{"corp.example"}}
+	out := p.CheckConnector(context.Background(), &v1alpha1.Connector{Spec: v1alpha1.ConnectorSpec{Address: "https://harbor.other.example"}})
+	assert.False(t, out.OK)
+	assert.Equal(t, v1alpha1.ReasonHostNotPermitted, out.Reason)
+	assert.Contains(t, out.Message, "harbor.other.example")
+}

@@ -6,10 +6,12 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
 )
 
 // ProxyChecker reports whether the proxy answers its readiness endpoint. Every Connector shares
@@ -23,6 +25,9 @@ type ProxyChecker struct {
 	RootCAs *x509.CertPool
 	// CacheFor is how long one answer is reused.
 	CacheFor time.Duration
+	// PermittedDomains is the install-time list the interception CA is constrained to; a
+	// Connector whose host is outside it cannot be intercepted by the forward proxy.
+	PermittedDomains []string
 
 	once   sync.Once
 	client *http.Client
@@ -75,6 +80,19 @@ func (p *ProxyChecker) probe(ctx context.Context) ProbeResult {
 		return ProbeResult{Reason: v1alpha1.ReasonProxyUnavailable, Message: fmt.Sprintf("proxy readiness endpoint %s answered HTTP %d: check the connectors-proxy pods' logs", target, resp.StatusCode)}
 	}
 	return ProbeResult{OK: true, Reason: v1alpha1.ReasonProxyAvailable, Message: "the proxy answers its readiness endpoint"}
+}
+
+// CheckConnector is Check plus the connector's own fitness for the proxy: its registry host must
+// be within the interception CA's permitted domains.
+func (p *ProxyChecker) CheckConnector(ctx context.Context, c *v1alpha1.Connector) ProbeResult {
+	if p != nil && len(p.PermittedDomains) > 0 {
+		if u, err := url.Parse(c.Spec.Address); err == nil && !policies.HostPermitted(u.Hostname(), p.PermittedDomains) {
+			return ProbeResult{Reason: v1alpha1.ReasonHostNotPermitted, Message: fmt.Sprintf(
+				"host %s is outside the interception CA's permitted domains %v, so the forward proxy cannot intercept it: add the domain to the install's permitted domains (and the CA's name constraints) or use the reverse proxy address",
+				u.Hostname(), p.PermittedDomains)}
+		}
+	}
+	return p.Check(ctx)
 }
 
 // ConnectorURL is the connector's reverse-proxy prefix, published in status.proxy.httpAddress.url.

@@ -120,3 +120,20 @@ func (p TunnelPolicy) nonPublic(ip net.IP) string {
 	}
 	return ""
 }
+
+// HostPermitted reports whether a registry host may be intercepted under an install-time list of
+// permitted domains (the interception CA's name constraints): the domain itself or any
+// subdomain. An empty list permits every host.
+func HostPermitted(host string, domains []string) bool {
+	if len(domains) == 0 {
+		return true
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, d := range domains {
+		d = strings.ToLower(strings.TrimPrefix(d, "."))
+		if h == d || strings.HasSuffix(h, "."+d) {
+			return true
+		}
+	}
+	return false
+}

@@ -43,6 +43,7 @@ const (
 	ReasonProxyAvailable     = "ProxyAvailable"     // proxy readiness endpoint answered 200
 	ReasonProxyNotConfigured = "ProxyNotConfigured" // the manager has no --proxy-address
 	ReasonProxyUnavailable   = "ProxyUnavailable"   // proxy readiness endpoint failed
+	ReasonHostNotPermitted   = "HostNotPermitted"   // address outside the interception CA's permitted domains
 
 	ReasonReady = "Ready" // every condition True
 )

@@ -42,6 +42,7 @@ func main() {
 		webhookCertDir               string
 		forwardProxyURL, pullHost    string
 		noProxy                      string
+		permittedDomains             string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
@@ -50,6 +51,7 @@ func main() {
 	flag.StringVar(&proxyAddress, "proxy-address", "", "base URL of the registry proxy as workloads reach it, e.g. https://connectors-proxy.connectors-system.svc; published in Connector status")
 	flag.StringVar(&proxyReadyURL, "proxy-readiness-url", "", "the proxy's readiness endpoint (default <proxy-address>/readyz)")
 	flag.StringVar(&proxyCAFile, "proxy-ca-file", "", "PEM CA bundle that verifies the proxy's serving certificate (default: system roots)")
+	flag.StringVar(&permittedDomains, "intercept-permitted-domains", "", "comma-separated domains the interception CA is constrained to; Connectors outside get ProxyReady=False (HostNotPermitted)")
 	flag.DurationVar(&probeInterval, "probe-interval", 5*time.Minute, "how often a Ready Connector's registry is re-probed")
 	flag.DurationVar(&retryInterval, "retry-interval", 30*time.Second, "how soon a failing Connector is re-probed")
 	flag.DurationVar(&probeTimeout, "probe-timeout", 10*time.Second, "timeout of each probe request to a registry")
@@ -71,7 +73,8 @@ func main() {
 		proxyAddress: strings.TrimRight(proxyAddress, "/"), proxyReadyURL: proxyReadyURL, proxyCAFile: proxyCAFile,
 		probeInterval: probeInterval, retryInterval: retryInterval, probeTimeout: probeTimeout,
 		webhookEnabled: webhookEnabled, webhookPort: webhookPort, webhookCertDir: webhookCertDir,
-		injection: policies.InjectionConfig{ForwardProxyURL: forwardProxyURL, PullHost: pullHost, NoProxy: splitList(noProxy)},
+		permittedDomains: splitList(permittedDomains),
+		injection:        policies.InjectionConfig{ForwardProxyURL: forwardProxyURL, PullHost: pullHost, NoProxy: splitList(noProxy)},
 	}); err != nil {
 		setupLog.Error(err, "manager stopped")
 		os.Exit(1)
@@ -90,6 +93,7 @@ type managerOptions struct {
 	webhookPort                  int
 	webhookCertDir               string
 	injection                    policies.InjectionConfig
+	permittedDomains             []string
 }
 
 func run(o managerOptions) error {
@@ -135,7 +139,7 @@ func run(o managerOptions) error {
 		SecretReader:  mgr.GetAPIReader(),
 		Recorder:      mgr.GetEventRecorderFor("connector-controller"),
 		Prober:        &controller.Prober{Timeout: o.probeTimeout},
-		Proxy:         &controller.ProxyChecker{Address: o.proxyAddress, ReadinessURL: o.proxyReadyURL, RootCAs: proxyRoots, CacheFor: 10 * time.Second},
+		Proxy:         &controller.ProxyChecker{Address: o.proxyAddress, ReadinessURL: o.proxyReadyURL, RootCAs: proxyRoots, CacheFor: 10 * time.Second, PermittedDomains: o.permittedDomains},
 		ProbeInterval: o.probeInterval,
 		RetryInterval: o.retryInterval,
 	}

@@ -17,9 +17,10 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/alauda/harbor-connector/policies"
 )
 
 // leafLifetime is how long a minted leaf is valid; it is re-minted at 80 % of that.
@@ -45,19 +46,7 @@ type Authority struct {
 var ErrNotPermitted = errors.New("host outside the interception CA's permitted domains")
 
 // Permitted reports whether a host may be intercepted under PermittedDomains.
-func (a *Authority) Permitted(host string) bool {
-	if len(a.PermittedDomains) == 0 {
-		return true
-	}
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
-	for _, d := range a.PermittedDomains {
-		d = strings.ToLower(strings.TrimPrefix(d, "."))
-		if h == d || strings.HasSuffix(h, "."+d) {
-			return true
-		}
-	}
-	return false
-}
+func (a *Authority) Permitted(host string) bool { return policies.HostPermitted(host, a.PermittedDomains) }
 
 // Certificate returns a leaf for host (a DNS name or IP), minting it if needed.
 func (a *Authority) Certificate(host string) (*tls.Certificate, error) {
