@@ -46,7 +46,9 @@ type Authority struct {
 var ErrNotPermitted = errors.New("host outside the interception CA's permitted domains")
 
 // Permitted reports whether a host may be intercepted under PermittedDomains.
-func (a *Authority) Permitted(host string) bool { return policies.HostPermitted(host, a.PermittedDomains) }
+func (a *Authority) Permitted(host string) bool {
+	return policies.HostPermitted(host, a.PermittedDomains)
+}
 
 // Certificate returns a leaf for host (a DNS name or IP), minting it if needed.
 func (a *Authority) Certificate(host string) (*tls.Certificate, error) {
