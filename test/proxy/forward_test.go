@@ -62,6 +62,10 @@ func forwardHarbor(t testing.TB) *testharbor.Server {
 // token, and the interception CA as the only trust. No Harbor credential anywhere.
 func proxyEnv(t testing.TB, token string) (home string, env []string) {
 	home = t.TempDir()
+	// An auth file without any credential (tools such as buildah insist on one existing).
+	if err := os.WriteFile(filepath.Join(home, "config.json"), []byte(`{"auths":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ca := filepath.Join(workDir, "intercept-ca.crt")
 	proxyURL := "http://" + url.PathEscape(nsA+"/fwd") + ":" + token + "@" + forwardAddr
 	return home, []string{"HOME=" + home, "DOCKER_CONFIG=" + home, "HTTPS_PROXY=" + proxyURL, "SSL_CERT_FILE=" + ca, "PATH=/usr/bin:/bin"}
@@ -308,4 +312,32 @@ func TestForwardHarborAPI(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, status, path)
 		assert.Contains(t, body, "only the registry API (/v2/) and Harbor's API (/api/v2.0/)")
 	}
+}
+
+// buildah (containers/image, vfs storage) pulls and pushes through HTTPS_PROXY with the
+// interception CA in a cert dir.
+func TestForwardBuildah(t *testing.T) {
+	h := forwardHarbor(t)
+	_, env := proxyEnv(t, saToken(t, nsA))
+	ref := h.Host() + "/team/fwd-buildah-src:v1"
+	out, err := runWith(t, env, "crane", "append", "--oci-empty-base", "-f", layerTar(t, 32<<10), "-t", ref)
+	require.NoError(t, err, out)
+
+	buildah := clients.Path(t, "buildah")
+	dir := t.TempDir()
+	certDir := filepath.Join(dir, "certs")
+	require.NoError(t, os.MkdirAll(certDir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(certDir, "ca.crt"), interceptCA.CertPEM, 0o644))
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(buildah, append([]string{"--storage-driver", "vfs", "--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run")}, args...)...)
+		cmd.Env = env
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	out, err = run("pull", "--cert-dir", certDir, "docker://"+ref)
+	require.NoError(t, err, out)
+	out, err = run("push", "--cert-dir", certDir, ref, "docker://"+h.Host()+"/team/fwd-buildah:v1")
+	require.NoError(t, err, out)
+	out, err = runWith(t, env, "crane", "digest", h.Host()+"/team/fwd-buildah:v1")
+	require.NoError(t, err, out)
 }

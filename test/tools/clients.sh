@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the pinned real registry clients the suites drive: crane, oras and regctl from the Go
-# module proxy, skopeo from Debian (and, with CLIENTS_DEBIAN="bin:package ...", more, such as
+# module proxy, skopeo and buildah from Debian (and, with CLIENTS_DEBIAN="bin:package ...", more, such as
 # nginx for the benchmarks). Prints
 # `name=path` lines. A missing Debian package is installed with apt-get when running as root;
 # otherwise the script fails naming the command to run.
@@ -28,6 +28,6 @@ debian() {
   echo "$bin=$(command -v "$bin")"
 }
 # bin:package pairs; CLIENTS_DEBIAN adds more (make bench adds nginx).
-for want in skopeo:skopeo ${CLIENTS_DEBIAN:-}; do
+for want in skopeo:skopeo buildah:buildah ${CLIENTS_DEBIAN:-}; do
   debian "$want"
 done
