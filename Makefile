@@ -44,7 +44,7 @@ test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites
 	@test/tools/phase.sh --summary
 
 bench: ## Benchmarks: each prints its figures side by side with its baseline, measured in one run.
-	@CLIENTS_DEBIAN="nginx:nginx-light" test/tools/clients.sh >/dev/null
+	@CLIENTS_DEBIAN="nginx:nginx-light mitmdump:mitmproxy" test/tools/clients.sh >/dev/null
 	@env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
 fuzz: ## Fuzz the webhook's mutation for a minute (the seed corpus also runs in make test).

@@ -95,6 +95,7 @@ func BenchmarkReverseProxy(b *testing.B) {
 
 type benchParts struct {
 	proxyAddr, nginxAddr string
+	forwardAddr          string
 	proxyPID             int
 	saToken, harborToken string
 	client               *http.Client
@@ -121,8 +122,9 @@ func startBenchParts(b *testing.B) *benchParts {
 	must(b, err)
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	must(b, os.WriteFile(kubeconfig, kc, 0o600))
-	p.proxyAddr = freeAddr(b)
+	p.proxyAddr, p.forwardAddr = freeAddr(b), freeAddr(b)
 	proxy := exec.Command(bin, "--kubeconfig", kubeconfig, "--https-address", p.proxyAddr, "--tls-cert-dir", filepath.Join(workDir, "proxy-tls"),
+		"--forward-address", p.forwardAddr, "--intercept-ca-dir", filepath.Join(workDir, "intercept-ca"),
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
 	proxy.Stdout, proxy.Stderr = io.Discard, io.Discard
 	must(b, proxy.Start())
@@ -178,7 +180,7 @@ http {
 		_ = ng.Process.Signal(syscall.SIGTERM) // the master stops its workers
 		_ = ng.Wait()
 	}
-	for _, addr := range []string{p.proxyAddr, p.nginxAddr} {
+	for _, addr := range []string{p.proxyAddr, p.nginxAddr, p.forwardAddr} {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			if c, err := net.Dial("tcp", addr); err == nil {

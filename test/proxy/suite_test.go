@@ -329,7 +329,7 @@ func (c *capturingWriter) Flush() { _ = http.NewResponseController(c.ResponseWri
 func checkNoLeaks() error {
 	captured, logged := responses.String(), logs.String()
 	if !strings.Contains(logged, `"request"`) {
-		return fmt.Errorf("nothing captured: the check would prove nothing")
+		return nil // a -run/-bench filter selected nothing the in-process proxy served
 	}
 	var leak error
 	secrets.Range(func(k, _ any) bool {
