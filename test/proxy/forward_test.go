@@ -16,12 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/proxyserver"
 	"github.com/alauda/harbor-connector/test/clients"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
 )
@@ -340,4 +342,28 @@ func TestForwardBuildah(t *testing.T) {
 	require.NoError(t, err, out)
 	out, err = runWith(t, env, "crane", "digest", h.Host()+"/team/fwd-buildah:v1")
 	require.NoError(t, err, out)
+}
+
+// The TLS forward listener (3129): clients that send a token reach the proxy over TLS, so the
+// token never crosses the network in the clear.
+func TestForwardTLSListener(t *testing.T) {
+	h := forwardHarbor(t)
+	_, env := proxyEnv(t, saToken(t, nsA))
+	out, err := runWith(t, env, "crane", "append", "--oci-empty-base", "-f", layerTar(t, 8<<10), "-t", h.Host()+"/team/tlsfwd:v1")
+	require.NoError(t, err, out)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	srv := &proxyserver.Server{Listener: ln, Handler: forwardProxy, CertFile: filepath.Join(workDir, "proxy-tls", "tls.crt"), KeyFile: filepath.Join(workDir, "proxy-tls", "tls.key"), Log: logr.Discard()}
+	go func() { _ = srv.Start(ctx) }()
+
+	proxy := &url.URL{Scheme: "https", User: url.UserPassword(nsA+"/fwd", saToken(t, nsA)), Host: ln.Addr().String()}
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxy),
+		TLSClientConfig: &tls.Config{RootCAs: poolWith(proxyCA.CertPEM, interceptCA.CertPEM)}}}
+	require.Eventually(t, func() bool {
+		status, err := manifestVia(c, h, "tlsfwd")
+		return err == nil && status == http.StatusOK
+	}, 10*time.Second, 100*time.Millisecond)
 }
