@@ -34,6 +34,9 @@ type Forward struct {
 	Pods *PodsByIP
 	// Resolve looks up tunnel targets (tests override it); default net.DefaultResolver.
 	Resolve func(ctx context.Context, host string) ([]net.IP, error)
+	// DialTunnel connects tunnels to the checked address (tests override it); default a
+	// net.Dialer with a 10 s timeout.
+	DialTunnel func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // caller is who opened a tunnel and which connectors it may reach through it.
@@ -256,7 +259,11 @@ func (f *Forward) tunnel(w http.ResponseWriter, r *http.Request, c *caller, host
 		f.refuse(w, r, http.StatusForbidden, fmt.Sprintf("tunnel to %s refused: %v", r.Host, err), c)
 		return
 	}
-	upstreamConn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(r.Context(), "tcp", net.JoinHostPort(ips[0].String(), port))
+	dial := f.DialTunnel
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	}
+	upstreamConn, err := dial(r.Context(), "tcp", net.JoinHostPort(ips[0].String(), port))
 	if err != nil {
 		f.refuse(w, r, http.StatusBadGateway, fmt.Sprintf("tunnel to %s: %v", r.Host, err), c)
 		return

@@ -286,10 +286,33 @@ func TestForwardTunnelPolicy(t *testing.T) {
 	assert.Equal(t, "mirror", string(body))
 	assert.False(t, sawAuth, "no credential is added to tunnelled traffic")
 
+	// A public host under the default policy: "public.test" resolves to a public address, and
+	// (this machine having no route to the internet) the tunnel's dial to that exact address is
+	// delivered to the mirror. The client again sees the far end's own certificate.
+	forwardProxy.Resolve = func(ctx context.Context, host string) ([]net.IP, error) {
+		if host == "public.test" {
+			return []net.IP{net.ParseIP("93.184.216.34")}, nil
+		}
+		return nil, fmt.Errorf("%s: no such host", host)
+	}
+	var dialled string
+	forwardProxy.DialTunnel = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialled = addr
+		_, p, _ := net.SplitHostPort(addr)
+		return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(allowedMirror, p))
+	}
+	t.Cleanup(func() { forwardProxy.DialTunnel = nil })
+	resp, err = c.Get("https://public.test:" + port + "/")
+	require.NoError(t, err, "a public host is tunnelled under the default policy")
+	resp.Body.Close()
+	assert.Equal(t, "93.184.216.34:"+port, dialled, "the tunnel dials exactly the address it checked")
+	assert.False(t, sawAuth)
+
 	saved := forwardProxy.Tunnels
 	forwardProxy.Tunnels.Mode = policies.TunnelDeny
 	t.Cleanup(func() { forwardProxy.Tunnels = saved })
 	assert.Contains(t, connectStatus(t, "mirror.test:"+port), "403", "deny refuses every non-connector tunnel")
+	assert.Contains(t, connectStatus(t, "public.test:"+port), "403", "deny refuses public hosts too")
 }
 
 // Harbor API calls through the intercepted host (harbor-cli, curl) carry the connector's
