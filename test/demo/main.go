@@ -98,7 +98,14 @@ func run() error {
 	}
 
 	step("Starting the test Harbor (real distribution registry behind a Harbor 2.x front) over TLS with a private CA")
-	harbor, err := testharbor.Start(testharbor.Options{TLS: true})
+	// Clients never send loopback targets through HTTPS_PROXY, so the forward-proxy part needs a
+	// name for this machine that resolves to it (its host name, usually in /etc/hosts).
+	hostName := loopbackHostName()
+	hosts := []string{"127.0.0.1", "localhost"}
+	if hostName != "" {
+		hosts = append(hosts, hostName)
+	}
+	harbor, err := testharbor.Start(testharbor.Options{TLS: true, Hosts: hosts})
 	if err != nil {
 		return err
 	}
@@ -122,14 +129,19 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	forwardAddr, interceptCAFile, err := interceptionCA(work)
+	if err != nil {
+		return err
+	}
 	proxy := exec.Command(proxyBin, "--kubeconfig", kubeconfig, "--https-address", proxyAddr, "--tls-cert-dir", filepath.Join(work, "proxy-tls"),
+		"--forward-address", forwardAddr, "--intercept-ca-dir", filepath.Join(work, "intercept-ca"),
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
 	proxy.Stdout, proxy.Stderr = proxyLog, proxyLog
 	if err := proxy.Start(); err != nil {
 		return err
 	}
 	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
-	fmt.Printf("    proxy at https://%s\n", proxyAddr)
+	fmt.Printf("    reverse proxy at https://%s, forward proxy (HTTPS_PROXY) at http://%s\n", proxyAddr, forwardAddr)
 
 	step("Starting the manager (controller + webhook) as a local process, out of cluster with --kubeconfig")
 	managerLog, err := os.Create(filepath.Join(work, "manager.log"))
@@ -250,14 +262,23 @@ spec:
 		return err
 	}
 
+	step("App team: the same with the original image name, through HTTPS_PROXY (TLS interception of the Harbor host only)")
+	if hostName == "" {
+		fmt.Println("    skipped: this machine's host name does not resolve to a loopback address, and clients never proxy loopback targets")
+	} else if err := forwardPushPull(ctx, work, env, k8s, ns, hostName, harbor, forwardAddr, interceptCAFile); err != nil {
+		return err
+	}
+
 	step("Summary")
 	fmt.Printf(`    built and shown:   Connector API and controller (Secret checks, Harbor probes over verified TLS,
                        robot accounts, conditions and events, recovery on Secret change, Ready);
                        admission webhook (image rewrite, proxy env, CSI volume, no credentials,
                        GitOps re-apply is a no-op); reverse proxy (ServiceAccount token in,
                        Harbor credentials added, crane push and pull)
-    not built yet:     the forward proxy (HTTPS_PROXY interception), the node pull listener and
-                       the CSI driver, so a Pod cannot run the mutated Job yet
+                       forward proxy (HTTPS_PROXY, original image names, interception of the
+                       Harbor host only)
+    not built yet:     the node pull listener and the CSI driver, so a Pod cannot run the mutated
+                       Job yet
     the password never appears in the manager's or the proxy's log: %v
     took %s
 `, !logContains(filepath.Join(work, "manager.log"), secret) && !logContains(filepath.Join(work, "proxy.log"), secret), time.Since(start).Round(time.Second))
