@@ -126,4 +126,3 @@ func forwardPushPull(ctx context.Context, work string, env *envtest.Environment,
 	fmt.Println("    (no Harbor credential on the client; the image name is Harbor's own)")
 	return nil
 }
-
