@@ -48,22 +48,7 @@ func interceptionCA(work string) (addr, caFile string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	dir := filepath.Join(work, "intercept-ca")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", "", err
-	}
-	caFile = filepath.Join(dir, "ca.crt")
-	for name, data := range map[string][]byte{"tls.crt": ca.CertPEM, "tls.key": ca.KeyPEM(), "ca.crt": ca.CertPEM} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			return "", "", err
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), caFile, nil
+	return writeCertDir(filepath.Join(work, "intercept-ca"), ca.CertPEM, ca.KeyPEM(), ca.CertPEM)
 }
 
 // forwardPushPull pushes and pulls with the Harbor image name unchanged: HTTPS_PROXY carries

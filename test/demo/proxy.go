@@ -33,12 +33,16 @@ func proxyCertificates(work string) (addr, caFile string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	dir := filepath.Join(work, "proxy-tls")
+	return writeCertDir(filepath.Join(work, "proxy-tls"), leaf.CertPEM, leaf.KeyPEM, ca.CertPEM)
+}
+
+// writeCertDir writes tls.crt, tls.key and ca.crt the way a cert-manager Secret is mounted, and
+// picks a free loopback address for the listener that uses them.
+func writeCertDir(dir string, cert, key, ca []byte) (addr, caFile string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", err
 	}
-	caFile = filepath.Join(dir, "ca.crt")
-	for name, data := range map[string][]byte{"tls.crt": leaf.CertPEM, "tls.key": leaf.KeyPEM, "ca.crt": ca.CertPEM} {
+	for name, data := range map[string][]byte{"tls.crt": cert, "tls.key": key, "ca.crt": ca} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			return "", "", err
 		}
@@ -48,7 +52,7 @@ func proxyCertificates(work string) (addr, caFile string, err error) {
 		return "", "", err
 	}
 	defer ln.Close()
-	return ln.Addr().String(), caFile, nil
+	return ln.Addr().String(), filepath.Join(dir, "ca.crt"), nil
 }
 
 // pushPull plays an app team's CI: a ServiceAccount token (audience connectors-proxy) in a
