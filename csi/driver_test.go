@@ -1,0 +1,110 @@
+package csi
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
+)
+
+type memLookup struct {
+	connectors map[policies.ConnectorRef]*v1alpha1.Connector
+	namespaces map[string]policies.Namespace
+}
+
+func (m memLookup) Connector(_ context.Context, ref policies.ConnectorRef) (*v1alpha1.Connector, error) {
+	if c, ok := m.connectors[ref]; ok {
+		return c, nil
+	}
+	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "connectors"}, ref.Name)
+}
+
+func (m memLookup) Namespace(_ context.Context, name string) (policies.Namespace, error) {
+	if ns, ok := m.namespaces[name]; ok {
+		return ns, nil
+	}
+	return policies.Namespace{}, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, name)
+}
+
+func driver() *Driver {
+	a := policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}
+	return &Driver{
+		NodeID: "node-1", Audience: "connectors-proxy",
+		Lookup: memLookup{
+			connectors: map[policies.ConnectorRef]*v1alpha1.Connector{a: {
+				ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "harbor"},
+				Status:     v1alpha1.ConnectorStatus{Proxy: &v1alpha1.ProxyStatus{HTTPAddress: &v1alpha1.HTTPAddress{URL: "https://proxy/namespaces/team-a/connectors/harbor"}}},
+			}},
+			namespaces: map[string]policies.Namespace{"team-a": {Name: "team-a"}, "team-b": {Name: "team-b"}},
+		},
+		ForwardProxy: "http://proxy:3128", ForwardProxyTLS: "https://proxy:3129", ReverseHost: "proxy",
+		CABundle: func() ([]byte, error) { return []byte("CA"), nil },
+	}
+}
+
+func publish(t *testing.T, d *Driver, target, podNS, token string) error {
+	t.Helper()
+	_, err := d.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
+		TargetPath: target, Readonly: true,
+		VolumeContext: map[string]string{
+			"connectors": "team-a/harbor", ctxPodNamespace: podNS, ctxPodName: "build-x", ctxEphemeral: "true",
+			ctxTokens: `{"connectors-proxy":{"token":"` + token + `","expirationTimestamp":"2026-01-01T00:00:00Z"}}`,
+		},
+	})
+	return err
+}
+
+// The kubelet republishes with a fresh token before the old one expires: the files follow.
+func TestPublishTwiceRerendersWithTheNewToken(t *testing.T) {
+	d := driver()
+	target := filepath.Join(t.TempDir(), "mount")
+	require.NoError(t, publish(t, d, target, "team-a", "first-token"))
+	b, err := os.ReadFile(filepath.Join(target, FileToken))
+	require.NoError(t, err)
+	assert.Equal(t, "first-token", string(b))
+	require.NoError(t, publish(t, d, target, "team-a", "second-token"))
+	for _, f := range []string{FileToken, FileHTTPSProxy, policies.FileDockerConfig} {
+		b, err := os.ReadFile(filepath.Join(target, f))
+		require.NoError(t, err, f)
+		assert.NotContains(t, string(b), "first-token", f)
+	}
+	b, _ = os.ReadFile(filepath.Join(target, FileToken))
+	assert.Equal(t, "second-token", string(b))
+
+	_, err = d.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{TargetPath: target})
+	require.NoError(t, err)
+	_, err = os.Stat(target)
+	assert.True(t, os.IsNotExist(err))
+}
+
+// A pod may not mount another namespace's connector; the message names both.
+func TestPublishRefusesAnInvisibleConnector(t *testing.T) {
+	err := publish(t, driver(), filepath.Join(t.TempDir(), "m"), "team-b", "tok")
+	require.Error(t, err)
+	assert.Equal(t, codes.PermissionDenied, status.Code(err))
+	assert.Contains(t, err.Error(), "connector team-a/harbor is not visible from namespace team-b")
+}
+
+func TestPublishNeedsTheTokenAndEphemeral(t *testing.T) {
+	d := driver()
+	_, err := d.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{TargetPath: t.TempDir(),
+		VolumeContext: map[string]string{"connectors": "team-a/harbor", ctxPodNamespace: "team-a", ctxEphemeral: "true"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "tokenRequests")
+	_, err = d.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{TargetPath: t.TempDir(),
+		VolumeContext: map[string]string{"connectors": "team-a/harbor", ctxPodNamespace: "team-a"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "inline ephemeral")
+}
