@@ -19,7 +19,8 @@ generate: ## Regenerate deepcopy, the CRD and RBAC from the Go markers.
 	$$cg object paths=./api/... && \
 	$$cg crd paths=./api/... output:crd:artifacts:config=config/crd/bases && \
 	$$cg rbac:roleName=connectors-manager paths="./controller/...;./webhook/..." output:rbac:artifacts:config=config/rbac && \
-	$$cg rbac:roleName=connectors-proxy paths="./proxyserver/..." output:rbac:artifacts:config=config/proxy
+	$$cg rbac:roleName=connectors-proxy paths="./proxyserver/..." output:rbac:artifacts:config=config/proxy && \
+	$$cg rbac:roleName=connectors-csi paths="./csi/..." output:rbac:artifacts:config=config/csi
 
 envtest-assets: ## Build kube-apiserver, etcd and kubectl from the module proxy into the cache.
 	@test/tools/k8s-assets.sh >/dev/null

@@ -30,6 +30,9 @@ type Lookup interface {
 	Namespace(ctx context.Context, name string) (policies.Namespace, error)
 }
 
+// +kubebuilder:rbac:groups=connectors.alauda.io,resources=connectors,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+
 // Driver is the connectors-csi node plugin: CSI Identity and Node services for inline
 // ephemeral volumes. It holds no credential and mints no token: the kubelet hands it a pod-bound
 // token on every publish and republishes before it expires.

@@ -108,7 +108,7 @@ func TestREADMEDocumentsEveryMetric(t *testing.T) {
 var flagLine = regexp.MustCompile(`(?m)^\s+-([a-z][a-z0-9-]+)`)
 
 func TestREADMEDocumentsEveryFlag(t *testing.T) {
-	for _, binary := range []string{"manager", "proxy"} {
+	for _, binary := range []string{"manager", "proxy", "csi-driver"} {
 		t.Run(binary, func(t *testing.T) { checkFlags(t, binary) })
 	}
 }

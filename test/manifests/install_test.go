@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -157,6 +158,36 @@ func applyDefault(t *testing.T) client.Client {
 	c, err := client.New(env.Config, client.Options{Scheme: scheme})
 	require.NoError(t, err)
 	return c
+}
+
+// The CSIDriver asks the kubelet for what the driver relies on, and the driver's DaemonSet never
+// mounts the interception CA's key.
+func TestInstallCSIDriver(t *testing.T) {
+	c := applyDefault(t)
+	ctx := context.Background()
+	var driver storagev1.CSIDriver
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-csi"}, &driver))
+	assert.False(t, *driver.Spec.AttachRequired)
+	assert.True(t, *driver.Spec.PodInfoOnMount)
+	assert.True(t, *driver.Spec.RequiresRepublish)
+	assert.Equal(t, []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecycleEphemeral}, driver.Spec.VolumeLifecycleModes)
+	require.Len(t, driver.Spec.TokenRequests, 1)
+	assert.Equal(t, "connectors-proxy", driver.Spec.TokenRequests[0].Audience)
+
+	var ds appsv1.DaemonSet
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-csi"}, &ds))
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == "connectors-intercept-ca" {
+			require.Len(t, v.Secret.Items, 1)
+			assert.Equal(t, "ca.crt", v.Secret.Items[0].Key, "the driver gets the CA certificate, never its key")
+		}
+	}
+	var crb rbacv1.ClusterRoleBinding
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-csi"}, &crb))
+	var role rbacv1.ClusterRole
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: crb.RoleRef.Name}, &role))
+	assert.False(t, grants(role, "", "serviceaccounts/token", "create"), "the driver cannot mint tokens")
+	assert.False(t, grants(role, "", "secrets", "get"), "the driver reads no Secret")
 }
 
 func grants(role rbacv1.ClusterRole, group, resource, verb string) bool {

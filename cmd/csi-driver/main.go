@@ -1,0 +1,102 @@
+// Command csi-driver runs the connectors-csi node plugin on every node: it renders each pod's
+// connector files into its inline volume with the token the kubelet hands it. Flags and wiring
+// only; behaviour lives in csi/.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/csi"
+	"github.com/alauda/harbor-connector/webhook"
+)
+
+func main() {
+	var (
+		endpoint, registrationDir, nodeID, audience string
+		forward, forwardTLS, reverseHost, caFiles   string
+		metricsAddr, probeAddr                      string
+	)
+	flag.StringVar(&endpoint, "endpoint", "/var/lib/kubelet/plugins/connectors-csi/csi.sock", "the CSI socket the kubelet calls")
+	flag.StringVar(&registrationDir, "kubelet-registration-dir", "/var/lib/kubelet/plugins_registry", "the kubelet's plugin registration directory (empty: do not register)")
+	flag.StringVar(&nodeID, "node-id", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	flag.StringVar(&audience, "audience", "connectors-proxy", "audience of the kubelet-issued token rendered into the files")
+	flag.StringVar(&forward, "forward-proxy", "http://connectors-proxy.connectors-system.svc:3128", "the proxy's plain forward listener (http.proxy)")
+	flag.StringVar(&forwardTLS, "forward-proxy-tls", "https://connectors-proxy.connectors-system.svc:3129", "the proxy's TLS forward listener (https.proxy, .env)")
+	flag.StringVar(&reverseHost, "reverse-host", "connectors-proxy.connectors-system.svc", "the reverse proxy's host[:port] (config.json, buildkitd.toml)")
+	flag.StringVar(&caFiles, "ca-bundle-files", "/etc/connectors/proxy-ca/ca.crt,/etc/connectors/intercept-ca/ca.crt", "comma-separated PEM files rendered into ca.crt (proxy serving CA, interception CA; re-read on every publish)")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Prometheus endpoint; 0 disables it")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8082", "/healthz and /readyz")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(endpoint, registrationDir, metricsAddr, probeAddr, &csi.Driver{
+		NodeID: nodeID, Audience: audience, ForwardProxy: forward, ForwardProxyTLS: forwardTLS, ReverseHost: reverseHost,
+		CABundle: bundleReader(strings.Split(caFiles, ",")),
+	}); err != nil {
+		ctrl.Log.Error(err, "csi driver stopped")
+		os.Exit(1)
+	}
+}
+
+func run(endpoint, registrationDir, metricsAddr, probeAddr string, driver *csi.Driver) error {
+	if driver.NodeID == "" {
+		return fmt.Errorf("--node-id (or $NODE_NAME) is required")
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: metricsAddr}, HealthProbeBindAddress: probeAddr})
+	if err != nil {
+		return err
+	}
+	// Connectors and namespaces from the informer cache, one live read on a miss: the same
+	// lookup the webhook uses.
+	driver.Lookup = &webhook.CachedLookup{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()}
+	if err := mgr.Add(&csi.Server{Driver: driver, Endpoint: endpoint, RegistrationDir: registrationDir, Log: ctrl.Log.WithName("csi")}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// bundleReader concatenates the CA files on every call, so a rotated CA reaches the next publish.
+func bundleReader(files []string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		var out bytes.Buffer
+		for _, f := range files {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			out.Write(bytes.TrimSpace(b))
+			out.WriteString("\n")
+		}
+		return out.Bytes(), nil
+	}
+}
