@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -31,7 +32,8 @@ type Handler struct {
 	// StallTimeout aborts a transfer that moves no bytes for this long (default 2 minutes).
 	StallTimeout time.Duration
 
-	proxy http.Handler
+	proxyOnce sync.Once
+	proxy     http.Handler
 }
 
 // ServeHTTP implements http.Handler.

@@ -31,7 +31,7 @@ func (b *pool) Put(v []byte) { b.p.Put(&v) }
 // proxyHandler is the httputil.ReverseProxy every relayed request goes through. It streams
 // bodies in both directions without buffering them.
 func (h *Handler) proxyHandler() http.Handler {
-	if h.proxy == nil {
+	h.proxyOnce.Do(func() {
 		h.proxy = &httputil.ReverseProxy{
 			Rewrite:        rewriteRequest,
 			Transport:      &upstreamTransport{stall: h.stall()},
@@ -42,7 +42,7 @@ func (h *Handler) proxyHandler() http.Handler {
 			// short); the standard library's own line about it goes to the debug log.
 			ErrorLog: stdlog.New(logrWriter{h.Log.V(1)}, "", 0),
 		}
-	}
+	})
 	return h.proxy
 }
 
