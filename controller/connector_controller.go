@@ -135,9 +135,8 @@ func (r *ConnectorReconciler) check(ctx context.Context, c *v1alpha1.Connector) 
 	secretResult := ProbeResult{OK: !secrets.Failed, Reason: secrets.Reason, Message: secrets.Message}
 
 	var liveness, auth ProbeResult
-	caFailed := secrets.Failed && (secrets.Reason == v1alpha1.ReasonCACertSecretNotFound || secrets.Reason == v1alpha1.ReasonCACertInvalid)
 	switch {
-	case caFailed:
+	case secrets.CAFailed:
 		// Without the CA the registry's certificate cannot be verified, so nothing is probed.
 		liveness, auth = notProbed(v1alpha1.ConditionSecretReady), notProbed(v1alpha1.ConditionSecretReady)
 	case secrets.Failed:

@@ -17,6 +17,7 @@ import (
 	"github.com/docker/distribution/registry/client/auth/challenge"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
 )
 
 // Harbor API paths the probes use. /users/current answers 412 to robot accounts, so the auth
@@ -45,8 +46,8 @@ type Prober struct {
 }
 
 // Probe runs the liveness probe and, when it passes, the auth probe for the Connector's class.
-func (p *Prober) Probe(ctx context.Context, c *v1alpha1.Connector, creds *BasicCredentials, roots *x509.CertPool) (liveness, auth ProbeResult) {
-	origin, err := registryOrigin(c.Spec.Address)
+func (p *Prober) Probe(ctx context.Context, c *v1alpha1.Connector, creds *policies.BasicCredentials, roots *x509.CertPool) (liveness, auth ProbeResult) {
+	origin, err := policies.OriginOf(c.Spec.Address)
 	if err != nil {
 		r := ProbeResult{Reason: v1alpha1.ReasonUnreachable, Message: err.Error()}
 		return r, notProbed(v1alpha1.ConditionLivenessReady)
@@ -59,8 +60,9 @@ func (p *Prober) Probe(ctx context.Context, c *v1alpha1.Connector, creds *BasicC
 	}
 	defer transport.CloseIdleConnections()
 	session := &probeSession{
-		origin: origin,
-		creds:  creds,
+		origin:    origin,
+		realmHost: c.Annotations[policies.AnnotationTokenRealmHost],
+		creds:     creds,
 		client: &http.Client{
 			Transport: transport,
 			Timeout:   p.timeout(),
@@ -84,20 +86,11 @@ func (p *Prober) timeout() time.Duration {
 	return 10 * time.Second
 }
 
-// registryOrigin reduces the address to scheme://host[:port]: the registry API and Harbor's API
-// live at the origin, whatever path the address carries.
-func registryOrigin(address string) (*url.URL, error) {
-	u, err := url.Parse(address)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("spec.address %q is not an http(s) URL with a host: set it to e.g. https://harbor.example.com", address)
-	}
-	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
-}
-
 type probeSession struct {
-	origin *url.URL
-	creds  *BasicCredentials
-	client *http.Client
+	origin    *url.URL
+	realmHost string // the Connector's AnnotationTokenRealmHost
+	creds     *policies.BasicCredentials
+	client    *http.Client
 }
 
 func (s *probeSession) probeHarbor(ctx context.Context) (liveness, auth ProbeResult) {
@@ -161,10 +154,10 @@ func (s *probeSession) probeOCI(ctx context.Context) (liveness, auth ProbeResult
 
 func (s *probeSession) bearerFlow(ctx context.Context, base string, params map[string]string) ProbeResult {
 	realm, err := url.Parse(params["realm"])
-	if err != nil || realm.Scheme != s.origin.Scheme || !strings.EqualFold(realm.Host, s.origin.Host) {
+	if err != nil || realm.Host == "" || !policies.RealmAllowed(s.origin, realm, s.realmHost) {
 		// Credentials go only to the Connector's own origin (research proxy-anchors §3.2).
 		return ProbeResult{Reason: v1alpha1.ReasonRealmNotTrusted, Message: fmt.Sprintf(
-			"the registry's token realm %q is not on %s, so the credentials were not sent: set spec.address to the registry's external URL",
+			"the registry's token realm %q is not on %s, so the credentials were not sent: set spec.address to the registry's external URL, or name the realm's host in the annotation "+policies.AnnotationTokenRealmHost,
 			params["realm"], s.origin)}
 	}
 	q := realm.Query()
@@ -212,7 +205,7 @@ func (s *probeSession) expectOK(ctx context.Context, target string, authorize fu
 	}
 }
 
-func (s *probeSession) basic(r *http.Request) { r.SetBasicAuth(s.creds.Username, s.creds.Password) }
+func (s *probeSession) basic(r *http.Request) { r.Header.Set("Authorization", s.creds.Header()) }
 
 // get sends one GET and returns the response with its body read (up to a limit) and closed, so
 // callers only look at status, headers and the buffered body.

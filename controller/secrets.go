@@ -14,32 +14,18 @@ import (
 	"github.com/alauda/harbor-connector/policies"
 )
 
-// BasicCredentials is a registry username and password read from a kubernetes.io/basic-auth
-// Secret. It formats as a redacted string so that no %v, %+v or %#v can leak the password into a
-// log line, an event or a condition message.
-type BasicCredentials struct {
-	Username string
-	Password string
-}
-
-// String redacts the password.
-func (c BasicCredentials) String() string {
-	return fmt.Sprintf("{Username:%s Password:<redacted>}", c.Username)
-}
-
-// GoString redacts the password for %#v.
-func (c BasicCredentials) GoString() string { return c.String() }
-
 // secretCheck is the outcome of reading the Secrets a Connector references.
 type secretCheck struct {
 	// Credentials is nil for anonymous Connectors.
-	Credentials *BasicCredentials
+	Credentials *policies.BasicCredentials
 	// RootCAs is the system pool plus the caCertSecretRef certificates; nil means system roots.
 	RootCAs *x509.CertPool
 	// Failed is set when a Secret is missing or malformed; Reason and Message say which and why.
-	Failed  bool
-	Reason  string
-	Message string
+	Failed bool
+	// CAFailed: the failing Secret is the CA one, so the registry cannot be verified at all.
+	CAFailed bool
+	Reason   string
+	Message  string
 }
 
 // readSecrets reads the auth and CA Secrets with a live read (the manager watches Secrets by
@@ -50,12 +36,12 @@ func readSecrets(ctx context.Context, reader client.Reader, c *v1alpha1.Connecto
 		var s corev1.Secret
 		key := types.NamespacedName{Namespace: c.Namespace, Name: ref.Name}
 		if err := reader.Get(ctx, key, &s); err != nil {
-			return failSecret(v1alpha1.ReasonCACertSecretNotFound, notFoundOr(err,
+			return failCA(v1alpha1.ReasonCACertSecretNotFound, notFoundOr(err,
 				fmt.Sprintf("CA Secret %s named by spec.caCertSecretRef does not exist: create it with the registry's CA in a key ending .crt or .pem", key)))
 		}
 		pool, problem := policies.CAPoolFromSecret(&s)
 		if problem != nil {
-			return failSecret(problem.Reason, problem.Message)
+			return failCA(problem.Reason, problem.Message)
 		}
 		out.RootCAs = pool
 	}
@@ -78,17 +64,21 @@ func readSecrets(ctx context.Context, reader client.Reader, c *v1alpha1.Connecto
 		return failSecret(v1alpha1.ReasonSecretNotFound, notFoundOr(err,
 			fmt.Sprintf("Secret %s named by spec.auth.secretRef does not exist: create a kubernetes.io/basic-auth Secret with username and password", key)))
 	}
-	username, password, problem := policies.BasicAuthFromSecret(&s)
+	creds, problem := policies.BasicAuthFromSecret(&s)
 	if problem != nil {
 		return failSecret(problem.Reason, problem.Message)
 	}
-	out.Credentials = &BasicCredentials{Username: username, Password: password}
+	out.Credentials = creds
 	out.Reason, out.Message = v1alpha1.ReasonSecretFound, fmt.Sprintf("Secret %s holds a username and password", key)
 	return out
 }
 
 func failSecret(reason, msg string) secretCheck {
 	return secretCheck{Failed: true, Reason: reason, Message: msg}
+}
+
+func failCA(reason, msg string) secretCheck {
+	return secretCheck{Failed: true, CAFailed: true, Reason: reason, Message: msg}
 }
 
 // notFoundOr returns msg for a NotFound error and the API error otherwise (e.g. Forbidden),

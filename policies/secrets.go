@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 
@@ -18,13 +19,34 @@ type SecretProblem struct {
 	Message string
 }
 
-func (p *SecretProblem) Error() string { return p.Message }
+// BasicCredentials are a registry username and password read from a kubernetes.io/basic-auth
+// Secret. They format redacted, so no %v, %+v or %#v can leak the password into a log line, an
+// event, a condition or an error.
+type BasicCredentials struct {
+	Username string
+	Password string
+}
+
+// String redacts the password.
+func (c BasicCredentials) String() string {
+	return "{Username:" + c.Username + " Password:<redacted>}"
+}
+
+// GoString redacts the password for %#v.
+func (c BasicCredentials) GoString() string { return c.String() }
+
+// Header is the credentials as an HTTP Basic Authorization value.
+func (c BasicCredentials) Header() string {
+	r := &http.Request{Header: http.Header{}}
+	r.SetBasicAuth(c.Username, c.Password)
+	return r.Header.Get("Authorization")
+}
 
 // BasicAuthFromSecret reads username and password from a kubernetes.io/basic-auth Secret.
-func BasicAuthFromSecret(s *corev1.Secret) (username, password string, problem *SecretProblem) {
+func BasicAuthFromSecret(s *corev1.Secret) (*BasicCredentials, *SecretProblem) {
 	key := s.Namespace + "/" + s.Name
 	if s.Type != corev1.SecretTypeBasicAuth {
-		return "", "", &SecretProblem{v1alpha1.ReasonSecretWrongType, fmt.Sprintf(
+		return nil, &SecretProblem{v1alpha1.ReasonSecretWrongType, fmt.Sprintf(
 			"Secret %s has type %q, want %q: recreate it with type kubernetes.io/basic-auth and keys username, password",
 			key, s.Type, corev1.SecretTypeBasicAuth)}
 	}
@@ -35,10 +57,10 @@ func BasicAuthFromSecret(s *corev1.Secret) (username, password string, problem *
 		}
 	}
 	if len(missing) > 0 {
-		return "", "", &SecretProblem{v1alpha1.ReasonSecretMissingKey, fmt.Sprintf(
+		return nil, &SecretProblem{v1alpha1.ReasonSecretMissingKey, fmt.Sprintf(
 			"Secret %s has no value for %s: set both username and password", key, strings.Join(missing, ", "))}
 	}
-	return string(s.Data[corev1.BasicAuthUsernameKey]), string(s.Data[corev1.BasicAuthPasswordKey]), nil
+	return &BasicCredentials{Username: string(s.Data[corev1.BasicAuthUsernameKey]), Password: string(s.Data[corev1.BasicAuthPasswordKey])}, nil
 }
 
 // CAPoolFromSecret returns the system roots plus every certificate in the Secret's keys ending

@@ -24,24 +24,12 @@ import (
 	"github.com/alauda/harbor-connector/policies"
 )
 
-// Credentials are a registry username and password; they format redacted.
-type Credentials struct {
-	Username string
-	Password string
-}
-
-// String redacts the password.
-func (c Credentials) String() string { return "{Username:" + c.Username + " Password:<redacted>}" }
-
-// GoString redacts the password for %#v.
-func (c Credentials) GoString() string { return c.String() }
-
 // Config is everything a Registry needs about its connector.
 type Config struct {
 	Ref    policies.ConnectorRef
 	Origin *url.URL // scheme://host[:port] of spec.address
 	// Credentials, nil for anonymous connectors.
-	Credentials *Credentials
+	Credentials *policies.BasicCredentials
 	// RootCAs verifies the registry (system roots plus caCertSecretRef); nil means system roots.
 	RootCAs *x509.CertPool
 	// RealmHost, when set, is another host allowed to serve the token realm.
@@ -158,19 +146,7 @@ func (r *Registry) Close() {
 
 // IsOrigin reports whether u is exactly the registry's origin (scheme, host and port): the only
 // place credentials may go.
-func (r *Registry) IsOrigin(u *url.URL) bool {
-	return u.Scheme == r.cfg.Origin.Scheme && strings.EqualFold(hostPort(u), hostPort(r.cfg.Origin))
-}
-
-func hostPort(u *url.URL) string {
-	if u.Port() != "" {
-		return u.Host
-	}
-	if u.Scheme == "https" {
-		return u.Hostname() + ":443"
-	}
-	return u.Hostname() + ":80"
-}
+func (r *Registry) IsOrigin(u *url.URL) bool { return policies.SameOrigin(u, r.cfg.Origin) }
 
 // Authorization returns the Authorization header value for a request needing scopes ("" when
 // the registry needs none). cached reports a token-cache hit.
@@ -206,9 +182,7 @@ func (r *Registry) BasicAuthorization() string {
 	if r.cfg.Credentials == nil {
 		return ""
 	}
-	req := &http.Request{Header: http.Header{}}
-	req.SetBasicAuth(r.cfg.Credentials.Username, r.cfg.Credentials.Password)
-	return req.Header.Get("Authorization")
+	return r.cfg.Credentials.Header()
 }
 
 // Invalidate drops the cached token for a scope set (after the registry refused it).
@@ -262,7 +236,7 @@ func (r *Registry) discover(ctx context.Context) error {
 			if err != nil || realm.Host == "" {
 				return fmt.Errorf("%w: the registry's token realm %q is not a URL", ErrUnavailable, c.Parameters["realm"])
 			}
-			if !r.IsOrigin(realm) && !(r.cfg.RealmHost != "" && strings.EqualFold(realm.Host, r.cfg.RealmHost) && realm.Scheme == "https") {
+			if !policies.RealmAllowed(r.cfg.Origin, realm, r.cfg.RealmHost) {
 				return fmt.Errorf("%w: the registry's token realm %s is not on %s, so the credentials are not sent there (name the realm host on the Connector to allow it)", ErrUnauthorized, realm.Redacted(), r.cfg.Origin)
 			}
 			r.scheme, r.realm, r.service = schemeBearer, realm, c.Parameters["service"]
@@ -299,8 +273,8 @@ func (r *Registry) fetchToken(ctx context.Context, key string, scopes []string) 
 	if err != nil {
 		return "", err
 	}
-	if c := r.cfg.Credentials; c != nil {
-		req.SetBasicAuth(c.Username, c.Password)
+	if auth := r.BasicAuthorization(); auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	tokenFetches.WithLabelValues(r.cfg.Ref.String()).Inc()
 	resp, err := r.transport.RoundTrip(req)

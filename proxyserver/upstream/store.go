@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"sync"
 
 	"golang.org/x/sync/singleflight"
@@ -125,11 +124,11 @@ func (e *SecretProblem) Error() string { return e.Message }
 
 func (s *Store) build(ctx context.Context, c *v1alpha1.Connector) (*Registry, []types.NamespacedName, error) {
 	ref := policies.ConnectorRef{Namespace: c.Namespace, Name: c.Name}
-	u, err := url.Parse(c.Spec.Address)
-	if err != nil || u.Host == "" {
-		return nil, nil, &SecretProblem{fmt.Sprintf("spec.address %q is not a URL", c.Spec.Address)}
+	origin, err := policies.OriginOf(c.Spec.Address)
+	if err != nil {
+		return nil, nil, &SecretProblem{err.Error()}
 	}
-	cfg := Config{Ref: ref, Origin: &url.URL{Scheme: u.Scheme, Host: u.Host}, Dial: s.Dial, MaxTokenFetches: s.MaxTokenFetches,
+	cfg := Config{Ref: ref, Origin: origin, Dial: s.Dial, MaxTokenFetches: s.MaxTokenFetches,
 		RealmHost: c.Annotations[policies.AnnotationTokenRealmHost]}
 	var secrets []types.NamespacedName
 	if ref := c.Spec.CACertSecretRef; ref != nil {
@@ -153,11 +152,11 @@ func (s *Store) build(ctx context.Context, c *v1alpha1.Connector) (*Registry, []
 		if err := s.Secrets.Get(ctx, key, &sec); err != nil {
 			return nil, nil, secretError(key, err)
 		}
-		user, pass, problem := policies.BasicAuthFromSecret(&sec)
+		creds, problem := policies.BasicAuthFromSecret(&sec)
 		if problem != nil {
 			return nil, nil, &SecretProblem{problem.Message}
 		}
-		cfg.Credentials = &Credentials{Username: user, Password: pass}
+		cfg.Credentials = creds
 	}
 	return NewRegistry(cfg), secrets, nil
 }
