@@ -71,8 +71,7 @@ type Registry struct {
 
 type token struct {
 	value     string
-	refreshAt time.Time // 80 % of its lifetime
-	expires   time.Time
+	refreshAt time.Time // 80 % of its lifetime: it is never used closer to its expiry
 }
 
 // Errors a caller maps to OCI error codes.
@@ -311,7 +310,7 @@ func (r *Registry) fetchToken(ctx context.Context, key string, scopes []string) 
 	// Count from now, not issued_at: clocks differ and we only know when we received it.
 	now := time.Now()
 	r.tokensMu.Lock()
-	r.tokens[key] = token{value: value, refreshAt: now.Add(lifetime * 8 / 10), expires: now.Add(lifetime)}
+	r.tokens[key] = token{value: value, refreshAt: now.Add(lifetime * 8 / 10)}
 	r.tokensMu.Unlock()
 	return value, nil
 }

@@ -13,7 +13,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -159,9 +158,6 @@ func (s *Server) CACertPEM() []byte {
 	return s.ca.CertPEM
 }
 
-// CA is the CA that signed the TLS certificate (nil over HTTP).
-func (s *Server) CA() *testca.CA { return s.ca }
-
 // AddProject creates a project; public projects allow anonymous pull.
 func (s *Server) AddProject(name string, public bool) {
 	s.accounts.mu.Lock()
@@ -176,18 +172,6 @@ func (s *Server) AddUser(name, password string, admin bool) {
 	s.accounts.users[name] = &account{password: password, admin: admin, grants: map[string][]string{}}
 }
 
-// Grant gives a user or robot actions (ActionPull, ActionPush, ActionDelete) on a project.
-func (s *Server) Grant(user, project string, actions ...string) error {
-	s.accounts.mu.Lock()
-	defer s.accounts.mu.Unlock()
-	acc, ok := s.accounts.users[user]
-	if !ok {
-		return fmt.Errorf("no user %q", user)
-	}
-	acc.grants[project] = append(acc.grants[project], actions...)
-	return nil
-}
-
 // AddRobot creates a project robot account, named as Harbor 2.x names them
 // (robot$<project>+<name>), holding the given actions on its project (default pull and push),
 // and returns its username and secret.
@@ -200,18 +184,6 @@ func (s *Server) AddRobot(project, name string, actions ...string) (username, se
 	defer s.accounts.mu.Unlock()
 	s.accounts.users[username] = &account{password: secret, robot: true, grants: map[string][]string{project: actions}}
 	return username, secret
-}
-
-// SetPassword changes an account's password (a rotated robot secret).
-func (s *Server) SetPassword(user, password string) error {
-	s.accounts.mu.Lock()
-	defer s.accounts.mu.Unlock()
-	acc, ok := s.accounts.users[user]
-	if !ok {
-		return fmt.Errorf("no user %q", user)
-	}
-	acc.password = password
-	return nil
 }
 
 // StorageAuthRefused counts requests the object store refused because they carried

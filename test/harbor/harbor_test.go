@@ -148,6 +148,7 @@ func TestRealClientsPushAndPull(t *testing.T) {
 	require.NoError(t, err, out)
 	out, err = run("copy", ref, h.Host()+"/public/app:v1")
 	require.Error(t, err, "the public project's robot cannot read the private project")
+	assert.Contains(t, out, "UNAUTHORIZED")
 	out, err = run("append", "--oci-empty-base", "-f", writeLayer(t), "-t", h.Host()+"/public/app:v1")
 	require.NoError(t, err, out)
 	_, _ = run("auth", "logout", h.Host())
