@@ -8,16 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/cmd/internal/wiring"
 	"github.com/alauda/harbor-connector/csi"
 	"github.com/alauda/harbor-connector/webhook"
 )
@@ -44,7 +41,7 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	if err := run(endpoint, registrationDir, metricsAddr, probeAddr, &csi.Driver{
 		NodeID: nodeID, Audience: audience, ForwardProxy: forward, ForwardProxyTLS: forwardTLS, ReverseHost: reverseHost,
-		CABundle: bundleReader(strings.Split(caFiles, ",")),
+		CABundle: bundleReader(wiring.List(caFiles)),
 	}); err != nil {
 		ctrl.Log.Error(err, "csi driver stopped")
 		os.Exit(1)
@@ -55,11 +52,8 @@ func run(endpoint, registrationDir, metricsAddr, probeAddr string, driver *csi.D
 	if driver.NodeID == "" {
 		return fmt.Errorf("--node-id (or $NODE_NAME) is required")
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := wiring.Scheme()
+	if err != nil {
 		return err
 	}
 	cfg, err := ctrl.GetConfig()
@@ -87,9 +81,6 @@ func bundleReader(files []string) func() ([]byte, error) {
 	return func() ([]byte, error) {
 		var out bytes.Buffer
 		for _, f := range files {
-			if f = strings.TrimSpace(f); f == "" {
-				continue
-			}
 			b, err := os.ReadFile(f)
 			if err != nil {
 				return nil, err

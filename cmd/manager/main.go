@@ -14,15 +14,13 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/cmd/internal/wiring"
 	"github.com/alauda/harbor-connector/controller"
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/webhook"
@@ -73,8 +71,8 @@ func main() {
 		proxyAddress: strings.TrimRight(proxyAddress, "/"), proxyReadyURL: proxyReadyURL, proxyCAFile: proxyCAFile,
 		probeInterval: probeInterval, retryInterval: retryInterval, probeTimeout: probeTimeout,
 		webhookEnabled: webhookEnabled, webhookPort: webhookPort, webhookCertDir: webhookCertDir,
-		permittedDomains: splitList(permittedDomains),
-		injection:        policies.InjectionConfig{ForwardProxyURL: forwardProxyURL, PullHost: pullHost, NoProxy: splitList(noProxy)},
+		permittedDomains: wiring.List(permittedDomains),
+		injection:        policies.InjectionConfig{ForwardProxyURL: forwardProxyURL, PullHost: pullHost, NoProxy: wiring.List(noProxy)},
 	}); err != nil {
 		setupLog.Error(err, "manager stopped")
 		os.Exit(1)
@@ -97,11 +95,8 @@ type managerOptions struct {
 }
 
 func run(o managerOptions) error {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := wiring.Scheme()
+	if err != nil {
 		return err
 	}
 	var proxyRoots *x509.CertPool
@@ -178,14 +173,4 @@ func apiServerHost(restHost string) string {
 		return host
 	}
 	return u.Host
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }

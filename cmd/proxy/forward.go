@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/alauda/harbor-connector/cmd/internal/wiring"
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/proxyserver"
 	"github.com/alauda/harbor-connector/proxyserver/intercept"
@@ -25,7 +25,7 @@ func (f forwardFlags) build(handler *proxyserver.Handler, mgr ctrl.Manager) (*pr
 		return nil, fmt.Errorf("--tunnel-policy=%q: want public, deny or allowlist", f.tunnelMode)
 	}
 	var cidrs []*net.IPNet
-	for _, c := range list(f.clusterCIDRs) {
+	for _, c := range wiring.List(f.clusterCIDRs) {
 		_, n, err := net.ParseCIDR(c)
 		if err != nil {
 			return nil, fmt.Errorf("--cluster-cidrs: %q: %w", c, err)
@@ -34,21 +34,11 @@ func (f forwardFlags) build(handler *proxyserver.Handler, mgr ctrl.Manager) (*pr
 	}
 	fwd := &proxyserver.Forward{
 		Handler:   handler,
-		Authority: &intercept.Authority{CertFile: filepath.Join(f.caDir, "tls.crt"), KeyFile: filepath.Join(f.caDir, "tls.key"), PermittedDomains: list(f.permitted)},
-		Tunnels:   policies.TunnelPolicy{Mode: mode, Allow: list(f.tunnelAllow), ClusterCIDRs: cidrs},
+		Authority: &intercept.Authority{CertFile: filepath.Join(f.caDir, "tls.crt"), KeyFile: filepath.Join(f.caDir, "tls.key"), PermittedDomains: wiring.List(f.permitted)},
+		Tunnels:   policies.TunnelPolicy{Mode: mode, Allow: wiring.List(f.tunnelAllow), ClusterCIDRs: cidrs},
 	}
 	if f.podIdentity {
 		fwd.Pods = &proxyserver.PodsByIP{Reader: mgr.GetClient()}
 	}
 	return fwd, nil
-}
-
-func list(s string) []string {
-	var out []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }

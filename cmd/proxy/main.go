@@ -10,17 +10,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/cmd/internal/wiring"
 	"github.com/alauda/harbor-connector/proxyserver"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 )
@@ -59,11 +56,7 @@ func main() {
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	for _, a := range strings.Split(audiences, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			opts.Audiences = append(opts.Audiences, a)
-		}
-	}
+	opts.Audiences = wiring.List(audiences)
 	if err := run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr, drainTimeout, opts, fwd); err != nil {
 		ctrl.Log.Error(err, "proxy stopped")
 		os.Exit(1)
@@ -71,11 +64,8 @@ func main() {
 }
 
 func run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr string, drain time.Duration, opts proxyserver.Options, fwd forwardFlags) error {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := wiring.Scheme()
+	if err != nil {
 		return err
 	}
 	cfg, err := ctrl.GetConfig() // honours --kubeconfig, $KUBECONFIG, in-cluster config
