@@ -107,3 +107,18 @@ func objectName(meta *metav1.ObjectMeta) string {
 	}
 	return meta.GenerateName + "*"
 }
+
+// decode reads the request's object and, on UPDATE, the previous one (nil otherwise).
+func decode[T any](req admission.Request) (obj, old *T, err error) {
+	obj = new(T)
+	if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
+		return nil, nil, err
+	}
+	if len(req.OldObject.Raw) > 0 {
+		old = new(T)
+		if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
+			return nil, nil, err
+		}
+	}
+	return obj, old, nil
+}

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -20,16 +19,12 @@ type JobHandler struct {
 
 // Handle implements admission.Handler.
 func (h *JobHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	var job batchv1.Job
-	if err := json.Unmarshal(req.Object.Raw, &job); err != nil {
+	job, old, err := decode[batchv1.Job](req)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	var oldMeta *metav1.ObjectMeta
-	if len(req.OldObject.Raw) > 0 {
-		var old batchv1.Job
-		if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
-			return admission.Errored(http.StatusBadRequest, err)
-		}
+	if old != nil {
 		oldMeta = &old.Spec.Template.ObjectMeta
 	}
 	// The annotation may sit on the Job or on its template: copy the Job's into the template
@@ -37,7 +32,7 @@ func (h *JobHandler) Handle(ctx context.Context, req admission.Request) admissio
 	// and mutate the template.
 	copyOptIn(&job.ObjectMeta, &job.Spec.Template.ObjectMeta)
 	m := mutation{injector: h.Injector, kind: "Job"}
-	return m.respond(ctx, req, &job, &job.ObjectMeta, &job.Spec.Template.ObjectMeta, oldMeta, &job.Spec.Template.Spec)
+	return m.respond(ctx, req, job, &job.ObjectMeta, &job.Spec.Template.ObjectMeta, oldMeta, &job.Spec.Template.Spec)
 }
 
 // copyOptIn copies the connector annotation, the inject annotation and the opt-in label from

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,18 +17,14 @@ type PodHandler struct {
 
 // Handle implements admission.Handler.
 func (h *PodHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	var pod corev1.Pod
-	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+	pod, old, err := decode[corev1.Pod](req)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	var oldMeta *metav1.ObjectMeta
-	if len(req.OldObject.Raw) > 0 {
-		var old corev1.Pod
-		if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
-			return admission.Errored(http.StatusBadRequest, err)
-		}
+	if old != nil {
 		oldMeta = &old.ObjectMeta
 	}
 	m := mutation{injector: h.Injector, kind: "Pod"}
-	return m.respond(ctx, req, &pod, &pod.ObjectMeta, &pod.ObjectMeta, oldMeta, &pod.Spec)
+	return m.respond(ctx, req, pod, &pod.ObjectMeta, &pod.ObjectMeta, oldMeta, &pod.Spec)
 }
