@@ -116,17 +116,9 @@ func startMitmproxy(b *testing.B, token string, streaming bool) *mitmParts {
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	must(b, cmd.Start())
 	stop := func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			b.Fatal("mitmdump did not start")
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !listening(addr, 30*time.Second) {
+		stop()
+		b.Fatal("mitmdump did not start")
 	}
 	return &mitmParts{addr: addr, caPEM: ca.CertPEM, stop: stop}
 }

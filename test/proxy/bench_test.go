@@ -181,21 +181,26 @@ http {
 		_ = ng.Wait()
 	}
 	for _, addr := range []string{p.proxyAddr, p.nginxAddr, p.forwardAddr} {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if c, err := net.Dial("tcp", addr); err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				p.stop()
-				b.Fatalf("%s did not start", addr)
-			}
-			time.Sleep(100 * time.Millisecond)
+		if !listening(addr, 30*time.Second) {
+			p.stop()
+			b.Fatalf("%s did not start", addr)
 		}
 	}
 	time.Sleep(time.Second) // the proxy's informers sync
 	return p
+}
+
+// listening waits until something accepts connections on addr.
+func listening(addr string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 func throughput(b *testing.B, c *http.Client, url, auth string, size int64) float64 {
