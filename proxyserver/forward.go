@@ -106,7 +106,7 @@ func (f *Forward) identify(r *http.Request) (*caller, int, string) {
 // connectorFor returns the caller's connector whose registry is host:port, if any.
 func (f *Forward) connectorFor(ctx context.Context, c *caller, hostPort string) (policies.ConnectorRef, *upstream.Registry, bool) {
 	for _, ref := range c.connectors {
-		if f.authorize(ctx, c.id, ref) != nil {
+		if f.authorize(ctx, c.id.Namespace, ref) != nil {
 			continue
 		}
 		reg, conn, err := f.Store.Get(ctx, ref)
@@ -129,7 +129,7 @@ func (f *Forward) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.how == "token" {
 		// The token's namespace must be allowed the connector its username names.
-		if err := f.authorize(r.Context(), c.id, c.connectors[0]); err != nil {
+		if err := f.authorize(r.Context(), c.id.Namespace, c.connectors[0]); err != nil {
 			f.refuse(w, r, http.StatusForbidden, err.Error(), c)
 			return
 		}
@@ -220,7 +220,7 @@ func (f *Forward) intercepted(c *caller, ref policies.ConnectorRef, reg *upstrea
 
 // harborAPI relays Harbor API calls (harbor-cli, curl) with the connector's credentials.
 func (f *Forward) harborAPI(w *recorder, r *http.Request, c *caller, ref policies.ConnectorRef, reg *upstream.Registry) {
-	if err := f.authorize(r.Context(), c.id, ref); err != nil {
+	if err := f.authorize(r.Context(), c.id.Namespace, ref); err != nil {
 		writeError(w, codeDenied, ref.String(), err.Error())
 		return
 	}

@@ -28,7 +28,9 @@ type Handler struct {
 	Reviewer   *identity.Reviewer
 	Namespaces NamespaceLookup
 	Limits     *Limiter
-	Log        logr.Logger
+	// NodePulls, when set, authorises the node pull listeners' relayed pulls.
+	NodePulls *NodePulls
+	Log       logr.Logger
 	// StallTimeout aborts a transfer that moves no bytes for this long (default 2 minutes).
 	StallTimeout time.Duration
 
@@ -99,7 +101,16 @@ func (h *Handler) identify(w http.ResponseWriter, r *http.Request, connector str
 func (h *Handler) serve(w *recorder, r *http.Request, id identity.Identity, route Route, native bool) {
 	ctx := r.Context()
 	ref := route.Connector
-	if err := h.authorize(ctx, id, ref); err != nil {
+	limitKey := id.String()
+	var err error
+	if h.NodePulls.IsForwarder(id) {
+		// One ServiceAccount serves every node: its per-identity limit is per node.
+		limitKey += "@" + id.NodeName
+		err = h.NodePulls.Authorize(ctx, id, r.Method, route, h.authorize)
+	} else {
+		err = h.authorize(ctx, id.Namespace, ref)
+	}
+	if err != nil {
 		writeError(w, codeDenied, ref.String(), err.Error())
 		return
 	}
@@ -108,7 +119,7 @@ func (h *Handler) serve(w *recorder, r *http.Request, id identity.Identity, rout
 		h.writeStoreError(w, ref, err)
 		return
 	}
-	release, ok := h.Limits.Acquire(id.String(), ref.String())
+	release, ok := h.Limits.Acquire(limitKey, ref.String())
 	if !ok {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, codeTooManyRequests, ref.String(), fmt.Sprintf("too many concurrent transfers for %s or through connector %s: retry shortly", id, ref))
@@ -141,16 +152,17 @@ func (h *Handler) serve(w *recorder, r *http.Request, id identity.Identity, rout
 	h.proxyHandler().ServeHTTP(w, r.WithContext(withState(upstreamCtx, st)))
 }
 
-// authorize applies the visibility rule shared with the webhook and the CSI driver.
-func (h *Handler) authorize(ctx context.Context, id identity.Identity, ref policies.ConnectorRef) error {
-	caller, err := h.Namespaces.Namespace(ctx, id.Namespace)
+// authorize applies the visibility rule shared with the webhook and the CSI driver to a
+// caller in namespace.
+func (h *Handler) authorize(ctx context.Context, namespace string, ref policies.ConnectorRef) error {
+	caller, err := h.Namespaces.Namespace(ctx, namespace)
 	if err != nil {
-		return fmt.Errorf("cannot read the caller's namespace %s: %v", id.Namespace, err)
+		return fmt.Errorf("cannot read the caller's namespace %s: %v", namespace, err)
 	}
 	owner := caller
-	if ref.Namespace != id.Namespace {
+	if ref.Namespace != namespace {
 		if owner, err = h.Namespaces.Namespace(ctx, ref.Namespace); err != nil {
-			return fmt.Errorf("connector %s is not visible from namespace %s", ref, id.Namespace)
+			return fmt.Errorf("connector %s is not visible from namespace %s", ref, namespace)
 		}
 	}
 	return policies.CanUseConnector(caller, owner, ref.Name)

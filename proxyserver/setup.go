@@ -28,6 +28,9 @@ type Options struct {
 	MaxStreamsPerConnector int
 	MaxTokenFetches        int
 	StallTimeout           time.Duration
+	// NodeForwarders are the ServiceAccounts ("<namespace>/<name>") of the node pull listeners;
+	// empty disables node pulls.
+	NodeForwarders []string
 	// Dial overrides how registries are dialled (tests map host names to loopback).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -73,6 +76,9 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, podIPIndex, indexPodIP); err != nil {
 		return nil, fmt.Errorf("indexing marked pods by IP: %w", err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, podNodeIndex, indexPodNode); err != nil {
+		return nil, fmt.Errorf("indexing marked pods by node: %w", err)
+	}
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}); err != nil {
 		return nil, fmt.Errorf("watching Namespaces: %w", err)
 	}
@@ -80,8 +86,16 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	if len(audiences) == 0 {
 		audiences = []string{identity.DefaultAudience}
 	}
+	var nodePulls *NodePulls
+	if len(opts.NodeForwarders) > 0 {
+		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: mgr.GetAPIReader()}
+		for _, sa := range opts.NodeForwarders {
+			nodePulls.Forwarders[sa] = true
+		}
+	}
 	return &Handler{
-		Store: store,
+		NodePulls: nodePulls,
+		Store:     store,
 		Reviewer: &identity.Reviewer{Client: clientset, Audiences: audiences,
 			PositiveTTL: orDefault(opts.TokenReviewTTL, time.Minute), NegativeTTL: orDefault(opts.TokenReviewNegativeTTL, 10*time.Second)},
 		Namespaces:   CachedNamespaces{Reader: mgr.GetClient()},

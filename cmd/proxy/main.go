@@ -30,7 +30,15 @@ func main() {
 		opts                         proxyserver.Options
 		drainTimeout                 time.Duration
 		fwd                          forwardFlags
+		mode, nodeForwarders         string
+		node                         nodeFlags
 	)
+	flag.StringVar(&mode, "mode", "central", "central: the proxy holding connectors' credentials; node: the node pull listener (DaemonSet), which holds none and relays to the central proxy")
+	flag.StringVar(&node.addr, "node-pull-address", "127.0.0.1:5050", "--mode=node: address the container runtime pulls rewritten images from (plain HTTP, loopback)")
+	flag.StringVar(&node.upstream, "upstream-proxy", "https://connectors-proxy.connectors-system.svc", "--mode=node: the central proxy's reverse listener (its Service)")
+	flag.StringVar(&node.tokenFile, "token-file", "/var/run/secrets/connectors/token", "--mode=node: the listener's projected ServiceAccount token (audience connectors-proxy), re-read as the kubelet rotates it")
+	flag.StringVar(&node.caFile, "upstream-ca-file", "/etc/connectors/proxy-ca/ca.crt", "--mode=node: CA bundle that verifies the central proxy (re-read on change)")
+	flag.StringVar(&nodeForwarders, "node-forwarders", "connectors-system/connectors-node", "comma-separated ServiceAccounts (<namespace>/<name>) of the node pull listeners; empty disables node pulls")
 	flag.StringVar(&httpsAddr, "https-address", ":8443", "address of the reverse proxy's HTTPS listener (empty disables it)")
 	flag.StringVar(&certDir, "tls-cert-dir", "/etc/connectors/proxy-tls", "directory with tls.crt and tls.key for HTTPS (from cert-manager; reloaded on renewal)")
 	flag.StringVar(&httpAddr, "http-address", "", "address of a plain-HTTP reverse listener, for development (empty disables it)")
@@ -57,6 +65,18 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	opts.Audiences = wiring.List(audiences)
+	opts.NodeForwarders = wiring.List(nodeForwarders)
+	if mode == "node" {
+		if err := runNode(node); err != nil {
+			ctrl.Log.Error(err, "node pull listener stopped")
+			os.Exit(1)
+		}
+		return
+	}
+	if mode != "central" {
+		ctrl.Log.Error(nil, "--mode must be central or node", "mode", mode)
+		os.Exit(2)
+	}
 	if err := run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr, drainTimeout, opts, fwd); err != nil {
 		ctrl.Log.Error(err, "proxy stopped")
 		os.Exit(1)

@@ -127,7 +127,7 @@ func run(m *testing.M) int {
 	if err != nil {
 		return fail(err)
 	}
-	handler, err := proxyserver.NewHandler(ctx, mgr, proxyserver.Options{Dial: testDial, StallTimeout: 20 * time.Second, MaxTokenFetches: 4})
+	handler, err := proxyserver.NewHandler(ctx, mgr, proxyserver.Options{Dial: testDial, StallTimeout: 20 * time.Second, MaxTokenFetches: 4, NodeForwarders: []string{forwarderNS + "/" + forwarderSA}})
 	if err != nil {
 		return fail(err)
 	}

@@ -1,0 +1,82 @@
+package proxyserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/proxyserver/identity"
+)
+
+// podNodeIndex indexes the marked pods the proxy caches by the node they are scheduled on.
+const podNodeIndex = "spec.nodeName"
+
+// NodePulls authorises what the node pull listeners relay (ARCHITECTURE.md "Node pull"). A
+// listener holds no Harbor credentials and no rights of its own beyond its pod-bound token; the
+// token's TokenReview names the node, and a pull is allowed only when a pod scheduled on that
+// node, marked by the webhook for that connector, names that repository in an image, and the
+// connector is visible from that pod's namespace. Everything else is DENIED.
+type NodePulls struct {
+	// Forwarders are the ServiceAccounts ("<namespace>/<name>") the node listeners run as.
+	Forwarders map[string]bool
+	// Pods reads marked pods (the label-filtered informer cache, indexed by node).
+	Pods client.Reader
+	// Live reads pods from the API server when the cache has no match: the kubelet can start
+	// pulling before the proxy's informer has seen the pod's binding to the node.
+	Live client.Reader
+}
+
+// IsForwarder reports whether a verified caller is a node pull listener.
+func (n *NodePulls) IsForwarder(id identity.Identity) bool {
+	return n != nil && n.Forwarders[id.String()]
+}
+
+// Authorize decides one relayed request. visible applies the connector visibility rule to the
+// namespace of the pod that justifies the pull.
+func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, method string, route Route, visible func(ctx context.Context, namespace string, ref policies.ConnectorRef) error) error {
+	if method != http.MethodGet && method != http.MethodHead || (route.Kind != KindManifest && route.Kind != KindBlob) {
+		return fmt.Errorf("the node pull listener (%s) may only read manifests and blobs, not %s %s", id, method, route.Kind)
+	}
+	if id.NodeName == "" {
+		return fmt.Errorf("the node pull listener's token (%s) names no node: it must be a pod-bound token from an API server that records the node (Kubernetes 1.30 or later)", id)
+	}
+	req := policies.PullRequest{Node: id.NodeName, Connector: route.Connector, Repository: route.Repository}
+	for _, reader := range []client.Reader{n.Pods, n.Live} {
+		if reader == nil {
+			continue
+		}
+		ok, err := n.justified(ctx, reader, req, visible)
+		if err != nil {
+			return fmt.Errorf("listing pods on node %s: %v", req.Node, err)
+		}
+		if ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s", policies.NodePullRefusal(req))
+}
+
+func (n *NodePulls) justified(ctx context.Context, reader client.Reader, req policies.PullRequest, visible func(context.Context, string, policies.ConnectorRef) error) (bool, error) {
+	var pods corev1.PodList
+	if err := reader.List(ctx, &pods, client.MatchingLabels{policies.LabelProxyInjected: "true"}, client.MatchingFields{podNodeIndex: req.Node}); err != nil {
+		return false, err
+	}
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		if policies.PodNeedsPull(pod, req) && visible(ctx, pod.Namespace, req.Connector) == nil {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func indexPodNode(obj client.Object) []string {
+	if node := obj.(*corev1.Pod).Spec.NodeName; node != "" {
+		return []string{node}
+	}
+	return nil
+}
