@@ -2,17 +2,22 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/test/testca"
 )
 
 // A registry whose token realm is on another host does not receive the credentials: neither
@@ -91,4 +96,38 @@ func TestHostOutsidePermittedDomains(t *testing.T) {
 	assert.False(t, out.OK)
 	assert.Equal(t, v1alpha1.ReasonHostNotPermitted, out.Reason)
 	assert.Contains(t, out.Message, "harbor.other.example")
+}
+
+// The proxy's self-signed serving CA is renewed with a new key; the manager follows the CA file
+// without a restart (otherwise ProxyReady would stay False after every renewal).
+func TestProxyCAFileIsReRead(t *testing.T) {
+	oldCA, err := testca.New("proxy CA 1")
+	require.NoError(t, err)
+	newCA, err := testca.New("proxy CA 2")
+	require.NoError(t, err)
+	oldLeaf, err := oldCA.Issue("127.0.0.1")
+	require.NoError(t, err)
+	newLeaf, err := newCA.Issue("127.0.0.1")
+	require.NoError(t, err)
+	var serving atomic.Pointer[tls.Certificate]
+	serving.Store(&oldLeaf.TLS)
+	proxy := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	// Clients dialling an IP send no SNI, so the certificate is chosen per connection here.
+	proxy.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return &tls.Config{Certificates: []tls.Certificate{*serving.Load()}}, nil
+	}}
+	proxy.StartTLS()
+	defer proxy.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	require.NoError(t, os.WriteFile(caFile, oldCA.CertPEM, 0o600))
+	p := &ProxyChecker{Address: proxy.URL, RootCAFile: caFile}
+
+	assert.True(t, p.Check(context.Background()).OK)
+	serving.Store(&newLeaf.TLS)
+	proxy.CloseClientConnections() // the proxy restarts with its renewed certificate
+	r := p.Check(context.Background())
+	assert.False(t, r.OK, "the renewed certificate is not trusted with the old CA")
+	assert.Contains(t, r.Message, "certificate")
+	require.NoError(t, os.WriteFile(caFile, newCA.CertPEM, 0o600))
+	assert.True(t, p.Check(context.Background()).OK, "the new CA file is read without a restart")
 }

@@ -1,12 +1,14 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
@@ -21,16 +23,18 @@ type ProxyChecker struct {
 	Address string
 	// ReadinessURL is the proxy's readiness endpoint (default Address + "/readyz").
 	ReadinessURL string
-	// RootCAs verifies the proxy's serving certificate; nil means the system roots.
-	RootCAs *x509.CertPool
+	// RootCAFile is a PEM bundle that verifies the proxy's serving certificate; empty means the
+	// system roots. It is re-read at every check, so a renewed proxy CA (cert-manager rotates
+	// the self-signed one with a new key) is trusted without restarting the manager.
+	RootCAFile string
 	// CacheFor is how long one answer is reused.
 	CacheFor time.Duration
 	// PermittedDomains is the install-time list the interception CA is constrained to; a
 	// Connector whose host is outside it cannot be intercepted by the forward proxy.
 	PermittedDomains []string
 
-	once   sync.Once
-	client *http.Client
+	client   *http.Client
+	clientCA []byte
 
 	mu      sync.Mutex
 	checked time.Time
@@ -53,16 +57,43 @@ func (p *ProxyChecker) Check(ctx context.Context) ProbeResult {
 	return p.last
 }
 
-func (p *ProxyChecker) probe(ctx context.Context) ProbeResult {
-	p.once.Do(func() {
-		p.client = &http.Client{
-			Timeout: 5 * time.Second,
-			Transport: &http.Transport{
-				TLSClientConfig: &tls.Config{RootCAs: p.RootCAs, MinVersion: tls.VersionTLS12},
-			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// httpClient returns the client for the proxy, rebuilt when the CA file's content changed.
+// Called with p.mu held.
+func (p *ProxyChecker) httpClient() (*http.Client, error) {
+	var pem []byte
+	var roots *x509.CertPool
+	if p.RootCAFile != "" {
+		var err error
+		if pem, err = os.ReadFile(p.RootCAFile); err != nil {
+			return nil, fmt.Errorf("reading --proxy-ca-file: %w", err)
 		}
-	})
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--proxy-ca-file %s holds no PEM certificate", p.RootCAFile)
+		}
+	}
+	if p.client != nil && bytes.Equal(pem, p.clientCA) {
+		return p.client, nil
+	}
+	if p.client != nil {
+		p.client.CloseIdleConnections()
+	}
+	p.client = &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	p.clientCA = pem
+	return p.client, nil
+}
+
+func (p *ProxyChecker) probe(ctx context.Context) ProbeResult {
+	client, err := p.httpClient()
+	if err != nil {
+		return ProbeResult{Reason: v1alpha1.ReasonProxyUnavailable, Message: err.Error() + ": fix the manager's proxy CA bundle"}
+	}
 	target := p.ReadinessURL
 	if target == "" {
 		target = p.Address + "/readyz"
@@ -71,7 +102,7 @@ func (p *ProxyChecker) probe(ctx context.Context) ProbeResult {
 	if err != nil {
 		return ProbeResult{Reason: v1alpha1.ReasonProxyUnavailable, Message: fmt.Sprintf("proxy readiness URL %q: %v: fix --proxy-readiness-url", target, err)}
 	}
-	resp, err := p.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return ProbeResult{Reason: v1alpha1.ReasonProxyUnavailable, Message: fmt.Sprintf("proxy readiness check failed: %v: check the connectors-proxy Deployment", err)}
 	}

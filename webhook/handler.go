@@ -67,6 +67,18 @@ func (m *mutation) respond(ctx context.Context, req admission.Request, obj any, 
 		skips.WithLabelValues(reason).Add(float64(n))
 	}
 	if err != nil {
+		if IsDenial(err) && req.Operation == admissionv1.Update {
+			// An object mutated at creation is only re-mutated on UPDATE so a re-applied manifest
+			// stays a no-op; that must never block its lifecycle. When its connector was deleted
+			// or is no longer visible, a denial here would refuse every later update, including
+			// the Job controller removing its tracking finalizer, leaving pods stuck Terminating.
+			// The proxy still refuses the connector, so admitting it unchanged gives nothing away.
+			m.count(req, resultUnchanged)
+			logger.Info("re-mutation refused; admitted unchanged", "connectors", podMeta.Annotations[policies.AnnotationConnector], "reason", err.Error())
+			resp := admission.Allowed("")
+			resp.Warnings = []string{"admitted unchanged: " + err.Error()}
+			return resp
+		}
 		if IsDenial(err) {
 			m.count(req, resultDenied)
 			logger.Info("denied", "connectors", podMeta.Annotations[policies.AnnotationConnector], "reason", err.Error())

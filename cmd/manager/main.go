@@ -4,7 +4,6 @@
 package main
 
 import (
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"net"
@@ -48,7 +47,7 @@ func main() {
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease; required out of cluster")
 	flag.StringVar(&proxyAddress, "proxy-address", "", "base URL of the registry proxy as workloads reach it, e.g. https://connectors-proxy.connectors-system.svc; published in Connector status")
 	flag.StringVar(&proxyReadyURL, "proxy-readiness-url", "", "the proxy's readiness endpoint (default <proxy-address>/readyz)")
-	flag.StringVar(&proxyCAFile, "proxy-ca-file", "", "PEM CA bundle that verifies the proxy's serving certificate (default: system roots)")
+	flag.StringVar(&proxyCAFile, "proxy-ca-file", "", "PEM CA bundle that verifies the proxy's serving certificate, re-read at every check (default: system roots)")
 	flag.StringVar(&permittedDomains, "intercept-permitted-domains", "", "comma-separated domains the interception CA is constrained to; Connectors outside get ProxyReady=False (HostNotPermitted)")
 	flag.DurationVar(&probeInterval, "probe-interval", 5*time.Minute, "how often a Ready Connector's registry is re-probed")
 	flag.DurationVar(&retryInterval, "retry-interval", 30*time.Second, "how soon a failing Connector is re-probed")
@@ -99,17 +98,6 @@ func run(o managerOptions) error {
 	if err != nil {
 		return err
 	}
-	var proxyRoots *x509.CertPool
-	if o.proxyCAFile != "" {
-		pem, err := os.ReadFile(o.proxyCAFile)
-		if err != nil {
-			return fmt.Errorf("--proxy-ca-file: %w", err)
-		}
-		proxyRoots = x509.NewCertPool()
-		if !proxyRoots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--proxy-ca-file %s holds no PEM certificate", o.proxyCAFile)
-		}
-	}
 
 	cfg, err := ctrl.GetConfig() // honours --kubeconfig, $KUBECONFIG, in-cluster config
 	if err != nil {
@@ -134,7 +122,7 @@ func run(o managerOptions) error {
 		SecretReader:  mgr.GetAPIReader(),
 		Recorder:      mgr.GetEventRecorderFor("connector-controller"),
 		Prober:        &controller.Prober{Timeout: o.probeTimeout},
-		Proxy:         &controller.ProxyChecker{Address: o.proxyAddress, ReadinessURL: o.proxyReadyURL, RootCAs: proxyRoots, CacheFor: 10 * time.Second, PermittedDomains: o.permittedDomains},
+		Proxy:         &controller.ProxyChecker{Address: o.proxyAddress, ReadinessURL: o.proxyReadyURL, RootCAFile: o.proxyCAFile, CacheFor: 10 * time.Second, PermittedDomains: o.permittedDomains},
 		ProbeInterval: o.probeInterval,
 		RetryInterval: o.retryInterval,
 	}

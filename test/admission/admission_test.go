@@ -327,3 +327,28 @@ func resourceVersions(t *testing.T, ns string) map[string]string {
 	}
 	return out
 }
+
+// Deleting a Connector must not block updates of the objects mutated for it: the Job
+// controller removes its tracking finalizer from finished pods with an UPDATE, and a denial
+// would leave them Terminating until the Connector came back. Creation is still denied.
+func TestUpdateAfterConnectorDeleted(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, map[string]string{policies.LabelProxyInject: "true"})
+	p := pod(ns, "finalized", nil, annotated, harborImage)
+	p.Finalizers = []string{"batch.kubernetes.io/job-tracking"}
+	must(t, k8s.Create(ctx, p))
+	assertInjected(t, p.ObjectMeta, p.Spec, ns)
+	rewritten := p.Spec.Containers[0].Image
+
+	must(t, k8s.Delete(ctx, &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "harbor"}}))
+	require.Eventually(t, func() bool {
+		return k8s.Create(ctx, pod(ns, "after-delete", nil, annotated, harborImage)) != nil
+	}, 10*time.Second, 100*time.Millisecond, "new workloads naming the deleted connector are denied")
+
+	p.Finalizers = nil
+	require.NoError(t, k8s.Update(ctx, p), "removing the finalizer must be admitted")
+	assert.Equal(t, rewritten, p.Spec.Containers[0].Image, "admitted unchanged")
+	out, err := kubectl("label", "pod", "-n", ns, "finalized", "touched=yes")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "Warning: admitted unchanged: annotation connectors.cpaas.io/connector names connector "+ns+"/harbor, which does not exist")
+}

@@ -1,7 +1,11 @@
 package manifests_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,14 +15,24 @@ import (
 	"github.com/stretchr/testify/require"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/webhook"
 )
 
@@ -111,7 +125,7 @@ func TestInstallProxyNamesResolve(t *testing.T) {
 
 	var proxy appsv1.Deployment
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &proxy))
-	assert.GreaterOrEqual(t, *proxy.Spec.Replicas, int32(2))
+	// The replica count belongs to the HorizontalPodAutoscaler (TestInstallProxyAutoscaling).
 	container := proxy.Spec.Template.Spec.Containers[0]
 	var svc corev1.Service
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &svc))
@@ -239,4 +253,570 @@ func argValue(args []string, flag string) string {
 		}
 	}
 	return ""
+}
+
+// The NetworkPolicies select the product's pods, name only ports those pods serve, leave no
+// served port unreachable, and admit and refuse what the README's security model says.
+func TestInstallNetworkPolicies(t *testing.T) {
+	c := applyDefault(t)
+	ctx := context.Background()
+
+	var list networkingv1.NetworkPolicyList
+	require.NoError(t, c.List(ctx, &list, client.InNamespace(productNS)))
+	require.NotEmpty(t, list.Items, "config/default installs NetworkPolicies")
+	pols := list.Items
+
+	templates := productPodTemplates(t, c)
+	manager := templates["connectors-manager"]
+	proxy := templates["connectors-proxy"]
+	require.NotNil(t, manager)
+	require.NotNil(t, proxy)
+
+	t.Run("every policy selects product pods and names only ports they serve", func(t *testing.T) {
+		for _, pol := range pols {
+			sel, err := metav1.LabelSelectorAsSelector(&pol.Spec.PodSelector)
+			require.NoError(t, err, pol.Name)
+			var selected []string
+			for name, tmpl := range templates {
+				if !sel.Matches(labels.Set(tmpl.Labels)) {
+					continue
+				}
+				selected = append(selected, name)
+				if tmpl.Spec.HostNetwork {
+					continue // NetworkPolicy does not apply to hostNetwork pods
+				}
+				for _, rule := range pol.Spec.Ingress {
+					for _, p := range rule.Ports {
+						assert.True(t, podServesPort(tmpl.Spec, p), "policy %s admits port %s/%v, which no container of %s serves", pol.Name, protocolOf(p.Protocol), p.Port, name)
+					}
+				}
+			}
+			assert.NotEmpty(t, selected, "policy %s selects none of the product's pods (%v)", pol.Name, pol.Spec.PodSelector.MatchLabels)
+		}
+	})
+
+	t.Run("no port the manager or the proxy serves is cut off", func(t *testing.T) {
+		for _, tmpl := range []*corev1.PodTemplateSpec{manager, proxy} {
+			for _, ctr := range tmpl.Spec.Containers {
+				for _, port := range ctr.Ports {
+					ok := false
+					for _, src := range []netSource{externalIP("192.0.2.10"), podIn("team-a", nil)} {
+						ok = ok || ingressAllowed(pols, tmpl.Labels, port, src)
+					}
+					assert.True(t, ok, "%s port %s (%d) is reachable from nowhere", ctr.Name, port.Name, port.ContainerPort)
+				}
+			}
+		}
+	})
+
+	t.Run("manager: the API server reaches the webhook from any address", func(t *testing.T) {
+		var svc corev1.Service
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-webhook"}, &svc))
+		port := containerPort(manager.Spec, svc.Spec.Ports[0].TargetPort.String())
+		require.NotNil(t, port, "the webhook Service's targetPort is a manager container port")
+		assert.True(t, isolated(pols, manager.Labels, networkingv1.PolicyTypeIngress), "the manager's ingress is restricted")
+		for _, src := range []string{"192.0.2.10", "10.0.0.2", "172.16.0.1"} {
+			assert.True(t, ingressAllowed(pols, manager.Labels, *port, externalIP(src)), "webhook from %s", src)
+		}
+		for _, name := range []string{"metrics", "health"} {
+			p := containerPort(manager.Spec, name)
+			require.NotNil(t, p, name)
+			assert.True(t, ingressAllowed(pols, manager.Labels, *p, externalIP("192.0.2.10")), "manager %s from anywhere", name)
+		}
+		assert.False(t, ingressAllowed(pols, manager.Labels, corev1.ContainerPort{ContainerPort: 9999, Protocol: corev1.ProtocolTCP}, podIn("team-a", nil)), "a port the manager does not serve is refused")
+		assert.False(t, isolated(pols, manager.Labels, networkingv1.PolicyTypeEgress), "the manager's egress (API server, registries, the proxy) is not restricted")
+	})
+
+	t.Run("proxy: pods of every namespace reach its listeners, other sources only the reverse listener", func(t *testing.T) {
+		assert.True(t, isolated(pols, proxy.Labels, networkingv1.PolicyTypeIngress))
+		for _, name := range []string{"https", "forward", "forward-tls"} {
+			p := containerPort(proxy.Spec, name)
+			require.NotNil(t, p, name)
+			for _, ns := range []string{"team-a", "ci", "kube-public"} {
+				assert.True(t, ingressAllowed(pols, proxy.Labels, *p, podIn(ns, map[string]string{"app": "build"})), "%s from a pod in %s", name, ns)
+			}
+		}
+		for _, name := range []string{"forward", "forward-tls"} {
+			p := containerPort(proxy.Spec, name)
+			assert.False(t, ingressAllowed(pols, proxy.Labels, *p, externalIP("192.0.2.10")), "%s is for pods only: a non-pod source is refused", name)
+		}
+		https := containerPort(proxy.Spec, "https")
+		assert.True(t, ingressAllowed(pols, proxy.Labels, *https, externalIP("10.0.0.5")), "node pull listeners (hostNetwork, node addresses) reach the reverse listener")
+		for _, name := range []string{"metrics", "health"} {
+			p := containerPort(proxy.Spec, name)
+			require.NotNil(t, p, name)
+			assert.True(t, ingressAllowed(pols, proxy.Labels, *p, externalIP("192.0.2.10")), "proxy %s from anywhere", name)
+		}
+		assert.False(t, ingressAllowed(pols, proxy.Labels, corev1.ContainerPort{ContainerPort: 9999, Protocol: corev1.ProtocolTCP}, podIn("team-a", nil)), "a port the proxy does not serve is refused")
+	})
+
+	t.Run("proxy egress: DNS, the API server and registries, never link-local", func(t *testing.T) {
+		require.True(t, isolated(pols, proxy.Labels, networkingv1.PolicyTypeEgress), "the proxy's egress is restricted")
+		allowed := []struct {
+			ip    string
+			port  int32
+			proto corev1.Protocol
+			what  string
+		}{
+			{"10.96.0.10", 53, corev1.ProtocolUDP, "cluster DNS"},
+			{"10.96.0.10", 53, corev1.ProtocolTCP, "cluster DNS over TCP"},
+			{"169.254.20.10", 53, corev1.ProtocolUDP, "NodeLocal DNSCache"},
+			{"10.0.0.1", 6443, corev1.ProtocolTCP, "the API server"},
+			{"172.18.0.2", 443, corev1.ProtocolTCP, "the API server on 443"},
+			{"203.0.113.10", 443, corev1.ProtocolTCP, "a Harbor"},
+			{"10.20.30.40", 8443, corev1.ProtocolTCP, "a Harbor on a private address and port"},
+			{"2001:db8::10", 443, corev1.ProtocolTCP, "a Harbor over IPv6"},
+		}
+		for _, a := range allowed {
+			assert.True(t, egressAllowed(pols, proxy.Labels, a.ip, a.port, a.proto), "%s (%s:%d/%s)", a.what, a.ip, a.port, a.proto)
+		}
+		refused := []struct {
+			ip    string
+			port  int32
+			proto corev1.Protocol
+		}{
+			{"169.254.169.254", 80, corev1.ProtocolTCP},
+			{"169.254.169.254", 443, corev1.ProtocolTCP},
+			{"fe80::1", 443, corev1.ProtocolTCP},
+			{"203.0.113.10", 123, corev1.ProtocolUDP},
+		}
+		for _, r := range refused {
+			assert.False(t, egressAllowed(pols, proxy.Labels, r.ip, r.port, r.proto), "%s:%d/%s must be refused", r.ip, r.port, r.proto)
+		}
+	})
+}
+
+// The proxy scales on CPU: the HPA targets the proxy Deployment, every container requests CPU
+// (utilisation is measured against requests), and the HPA, not the manifest, owns the replica
+// count, so a re-apply of the install does not undo a scale-up.
+func TestInstallProxyAutoscaling(t *testing.T) {
+	c := applyDefault(t)
+	ctx := context.Background()
+
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &hpa))
+	ref := hpa.Spec.ScaleTargetRef
+	assert.Equal(t, "apps/v1", ref.APIVersion)
+	require.Equal(t, "Deployment", ref.Kind)
+	var deploy appsv1.Deployment
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: ref.Name}, &deploy), "the HPA's scaleTargetRef resolves")
+	assert.Equal(t, "connectors-proxy", deploy.Name)
+	assert.Contains(t, containerImages(deploy.Spec.Template.Spec), "harbor-connector/proxy:dev", "the HPA scales the proxy")
+
+	require.NotNil(t, hpa.Spec.MinReplicas)
+	assert.Equal(t, int32(2), *hpa.Spec.MinReplicas)
+	assert.Equal(t, int32(10), hpa.Spec.MaxReplicas)
+	cpu := false
+	for _, m := range hpa.Spec.Metrics {
+		if m.Type == autoscalingv2.ResourceMetricSourceType && m.Resource != nil && m.Resource.Name == corev1.ResourceCPU &&
+			m.Resource.Target.Type == autoscalingv2.UtilizationMetricType && m.Resource.Target.AverageUtilization != nil {
+			cpu = true
+			assert.Equal(t, int32(70), *m.Resource.Target.AverageUtilization)
+		}
+	}
+	assert.True(t, cpu, "the HPA scales on CPU utilisation")
+
+	for _, ctr := range append(append([]corev1.Container{}, deploy.Spec.Template.Spec.InitContainers...), deploy.Spec.Template.Spec.Containers...) {
+		req, ok := ctr.Resources.Requests[corev1.ResourceCPU]
+		assert.True(t, ok && !req.IsZero(), "container %s needs a CPU request for the HPA's utilisation", ctr.Name)
+	}
+
+	var pdb policyv1.PodDisruptionBudget
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &pdb))
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	require.NoError(t, err)
+	require.True(t, sel.Matches(labels.Set(deploy.Spec.Template.Labels)))
+	require.NotNil(t, pdb.Spec.MinAvailable)
+	assert.Less(t, pdb.Spec.MinAvailable.IntValue(), int(*hpa.Spec.MinReplicas), "at the HPA's minimum a node drain can still evict a proxy pod")
+
+	rendered := render(t, filepath.Join(root, "config", "default"))
+	proxy := findRendered(rendered, "Deployment", productNS, "connectors-proxy")
+	require.NotNil(t, proxy)
+	_, has, _ := unstructured.NestedFieldNoCopy(proxy.Object, "spec", "replicas")
+	assert.False(t, has, "the rendered proxy Deployment must leave spec.replicas to the HPA")
+	manager := findRendered(rendered, "Deployment", productNS, "connectors-manager")
+	require.NotNil(t, manager)
+	replicas, has, _ := unstructured.NestedFieldNoCopy(manager.Object, "spec", "replicas")
+	assert.True(t, has, "the manager keeps its fixed replicas (the patch removes only the proxy's)")
+	assert.EqualValues(t, 2, replicas)
+}
+
+// config/samples is a kustomization of its own (the install runs nothing): a labelled demo
+// namespace, a Connector and a Job whose pod template carries the connector annotation. The
+// Job is valid for the API server, and the webhook's injection, run on it with the install's
+// manager flags, gives it the forward proxy with no warning, so crane pulls the connector's
+// image through the proxy.
+func TestSamplesRender(t *testing.T) {
+	ctx := context.Background()
+	install := render(t, filepath.Join(root, "config", "default"))
+	for _, obj := range install {
+		assert.NotContains(t, []string{"Job", "CronJob", "Pod", "Connector"}, obj.GetKind(), "config/default must not run or configure workloads: %s/%s", obj.GetKind(), obj.GetName())
+	}
+
+	samples := render(t, filepath.Join(root, "config", "samples"))
+	var ns corev1.Namespace
+	nsObj := findRendered(samples, "Namespace", "", "demo")
+	require.NotNil(t, nsObj, "the samples create namespace demo")
+	fromUnstructured(t, nsObj, &ns)
+	assert.Equal(t, "true", ns.Labels[policies.LabelProxyInject], "namespace demo opts in")
+
+	var job batchv1.Job
+	jobAt := -1
+	for i, obj := range samples {
+		if obj.GetKind() == "Job" {
+			require.Equal(t, -1, jobAt, "one sample Job")
+			jobAt = i
+			fromUnstructured(t, obj, &job)
+		}
+	}
+	require.NotEqual(t, -1, jobAt, "the samples hold a Job")
+	assert.Equal(t, "demo", job.Namespace)
+	value := job.Spec.Template.Annotations[policies.AnnotationConnector]
+	assert.Equal(t, "harbor", value, "the Job's pod template carries the connector annotation")
+	refs, err := policies.ParseConnectorAnnotation(value, job.Namespace)
+	require.NoError(t, err)
+	require.Len(t, refs, 1)
+
+	connObj := findRendered(samples, "Connector", refs[0].Namespace, refs[0].Name)
+	require.NotNil(t, connObj, "the samples hold the connector %s the Job names", refs[0])
+	var conn v1alpha1.Connector
+	fromUnstructured(t, connObj, &conn)
+	assert.Less(t, indexOf(samples, connObj), jobAt, "the Connector is applied before the Job (the webhook refuses a Job naming a missing connector)")
+	assert.Less(t, indexOf(samples, nsObj), indexOf(samples, connObj))
+	require.NotNil(t, conn.Spec.Auth)
+	secretObj := findRendered(samples, "Secret", conn.Namespace, conn.Spec.Auth.SecretRef.Name)
+	require.NotNil(t, secretObj, "the Connector's Secret is in the samples")
+	assert.Equal(t, string(corev1.SecretTypeBasicAuth), secretObj.Object["type"])
+
+	t.Run("the API server accepts the samples", func(t *testing.T) {
+		// A namespace without the opt-in label, so the webhook (if another test installed it) is
+		// not called; the objects are validated and admitted, not stored.
+		target := newNamespace(t)
+		dryRun := func(obj client.Object) {
+			obj.SetNamespace(target)
+			obj.SetResourceVersion("")
+			assert.NoError(t, k8s.Create(ctx, obj, client.DryRunAll), "%T %s", obj, obj.GetName())
+		}
+		var secret corev1.Secret
+		fromUnstructured(t, secretObj, &secret)
+		dryRun(&secret)
+		dryRun(conn.DeepCopy())
+		dryRun(job.DeepCopy())
+	})
+
+	t.Run("the injection gives crane the forward proxy for the connector's image", func(t *testing.T) {
+		mgr := findRendered(install, "Deployment", productNS, "connectors-manager")
+		require.NotNil(t, mgr)
+		var manager appsv1.Deployment
+		fromUnstructured(t, mgr, &manager)
+		args := manager.Spec.Template.Spec.Containers[0].Args
+		cfg := policies.InjectionConfig{ForwardProxyURL: argValue(args, "--forward-proxy-url"), PullHost: argValue(args, "--pull-host")}
+		require.NotEmpty(t, cfg.ForwardProxyURL)
+
+		tmpl := job.Spec.Template.DeepCopy()
+		parts, err := policies.ParseInjectAnnotation(tmpl.Annotations[policies.AnnotationInject], false)
+		require.NoError(t, err)
+		out, err := policies.Inject(cfg, policies.Workload{Namespace: job.Namespace, Meta: &tmpl.ObjectMeta, Spec: &tmpl.Spec},
+			[]policies.ResolvedConnector{{Ref: refs[0], Address: conn.Spec.Address}}, parts)
+		require.NoError(t, err, "the webhook would deny the sample Job")
+		assert.Empty(t, out.Warnings, "the sample Job draws no admission warning (e.g. a proxy variable of its own)")
+
+		host, err := policies.RegistryHostOf(conn.Spec.Address)
+		require.NoError(t, err)
+		pulls := 0
+		for _, ctr := range tmpl.Spec.Containers {
+			env := map[string]string{}
+			for _, e := range ctr.Env {
+				env[e.Name] = e.Value
+			}
+			assert.Equal(t, cfg.ForwardProxyURL, env[policies.EnvHTTPSProxy], "%s gets the forward proxy", ctr.Name)
+			script := strings.Join(append(append([]string{}, ctr.Command...), ctr.Args...), " ")
+			if !strings.Contains(script, "crane pull") {
+				continue
+			}
+			img, err := policies.ParseImage(env["IMAGE"])
+			require.NoError(t, err, "the image crane pulls")
+			assert.True(t, host.Matches(img.Domain), "crane pulls %s, which must be on the connector's registry %s for the proxy to intercept it", env["IMAGE"], host.Host)
+			assert.Contains(t, script, `"$IMAGE"`)
+			pulls++
+		}
+		assert.Equal(t, 1, pulls, "one container pulls with crane")
+	})
+}
+
+// productPodTemplates returns the pod templates of the product's Deployments and DaemonSets by
+// workload name.
+func productPodTemplates(t *testing.T, c client.Client) map[string]*corev1.PodTemplateSpec {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]*corev1.PodTemplateSpec{}
+	var deploys appsv1.DeploymentList
+	require.NoError(t, c.List(ctx, &deploys, client.InNamespace(productNS)))
+	for i := range deploys.Items {
+		out[deploys.Items[i].Name] = &deploys.Items[i].Spec.Template
+	}
+	var daemons appsv1.DaemonSetList
+	require.NoError(t, c.List(ctx, &daemons, client.InNamespace(productNS)))
+	for i := range daemons.Items {
+		out[daemons.Items[i].Name] = &daemons.Items[i].Spec.Template
+	}
+	return out
+}
+
+func containerPort(spec corev1.PodSpec, name string) *corev1.ContainerPort {
+	for _, ctr := range spec.Containers {
+		for i := range ctr.Ports {
+			if ctr.Ports[i].Name == name {
+				p := ctr.Ports[i]
+				return &p
+			}
+		}
+	}
+	return nil
+}
+
+func containerImages(spec corev1.PodSpec) []string {
+	var out []string
+	for _, ctr := range spec.Containers {
+		out = append(out, ctr.Image)
+	}
+	return out
+}
+
+// podServesPort reports whether a NetworkPolicy port names a port some container declares (a
+// port-less entry, meaning every port, names none).
+func podServesPort(spec corev1.PodSpec, p networkingv1.NetworkPolicyPort) bool {
+	if p.Port == nil {
+		return true
+	}
+	for _, ctr := range spec.Containers {
+		for _, cp := range ctr.Ports {
+			if portMatches([]networkingv1.NetworkPolicyPort{p}, cp.Name, cp.ContainerPort, protocolOf(&cp.Protocol)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func protocolOf(p *corev1.Protocol) corev1.Protocol {
+	if p == nil || *p == "" {
+		return corev1.ProtocolTCP
+	}
+	return *p
+}
+
+// portMatches applies a rule's ports to a destination port (name is "" for addresses outside
+// the cluster, which named ports never match).
+func portMatches(ports []networkingv1.NetworkPolicyPort, name string, number int32, proto corev1.Protocol) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	for _, p := range ports {
+		if protocolOf(p.Protocol) != proto {
+			continue
+		}
+		switch {
+		case p.Port == nil:
+			return true
+		case p.Port.Type == intstr.String:
+			if name != "" && p.Port.StrVal == name {
+				return true
+			}
+		case p.EndPort != nil:
+			if number >= p.Port.IntVal && number <= *p.EndPort {
+				return true
+			}
+		case p.Port.IntVal == number:
+			return true
+		}
+	}
+	return false
+}
+
+// netSource is where a connection comes from: a pod (namespace and labels) or an address
+// outside the pod network (a node, the API server, another host).
+type netSource struct {
+	ip          net.IP
+	podNS       string
+	podLabels   map[string]string
+	isPodSource bool
+}
+
+func externalIP(ip string) netSource { return netSource{ip: net.ParseIP(ip)} }
+
+func podIn(ns string, podLabels map[string]string) netSource {
+	return netSource{podNS: ns, podLabels: podLabels, isPodSource: true}
+}
+
+func hasPolicyType(pol networkingv1.NetworkPolicy, typ networkingv1.PolicyType) bool {
+	if len(pol.Spec.PolicyTypes) == 0 { // the API server's defaulting, for completeness
+		return typ == networkingv1.PolicyTypeIngress || len(pol.Spec.Egress) > 0
+	}
+	for _, pt := range pol.Spec.PolicyTypes {
+		if pt == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// selecting returns the policies of a type that select pods with these labels.
+func selecting(pols []networkingv1.NetworkPolicy, podLabels map[string]string, typ networkingv1.PolicyType) []networkingv1.NetworkPolicy {
+	var out []networkingv1.NetworkPolicy
+	for _, pol := range pols {
+		sel, err := metav1.LabelSelectorAsSelector(&pol.Spec.PodSelector)
+		if err == nil && sel.Matches(labels.Set(podLabels)) && hasPolicyType(pol, typ) {
+			out = append(out, pol)
+		}
+	}
+	return out
+}
+
+func isolated(pols []networkingv1.NetworkPolicy, podLabels map[string]string, typ networkingv1.PolicyType) bool {
+	return len(selecting(pols, podLabels, typ)) > 0
+}
+
+func ipBlockContains(b *networkingv1.IPBlock, ip net.IP) bool {
+	if ip == nil {
+		return false
+	}
+	_, cidr, err := net.ParseCIDR(b.CIDR)
+	if err != nil || !cidr.Contains(ip) {
+		return false
+	}
+	for _, e := range b.Except {
+		if _, ex, err := net.ParseCIDR(e); err == nil && ex.Contains(ip) {
+			return false
+		}
+	}
+	return true
+}
+
+func peerMatches(peer networkingv1.NetworkPolicyPeer, policyNS string, src netSource) bool {
+	if peer.IPBlock != nil {
+		return ipBlockContains(peer.IPBlock, src.ip)
+	}
+	if !src.isPodSource {
+		return false
+	}
+	if peer.NamespaceSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(peer.NamespaceSelector)
+		if err != nil || !sel.Matches(labels.Set{"kubernetes.io/metadata.name": src.podNS}) {
+			return false
+		}
+	} else if src.podNS != policyNS {
+		return false
+	}
+	if peer.PodSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+		if err != nil || !sel.Matches(labels.Set(src.podLabels)) {
+			return false
+		}
+	}
+	return true
+}
+
+// ingressAllowed evaluates NetworkPolicy semantics for a connection to a pod's port: allowed
+// when no policy isolates the pod's ingress, or some rule of a selecting policy admits it.
+func ingressAllowed(pols []networkingv1.NetworkPolicy, podLabels map[string]string, port corev1.ContainerPort, src netSource) bool {
+	selected := selecting(pols, podLabels, networkingv1.PolicyTypeIngress)
+	if len(selected) == 0 {
+		return true
+	}
+	for _, pol := range selected {
+		for _, rule := range pol.Spec.Ingress {
+			if !portMatches(rule.Ports, port.Name, port.ContainerPort, protocolOf(&port.Protocol)) {
+				continue
+			}
+			if len(rule.From) == 0 {
+				return true
+			}
+			for _, peer := range rule.From {
+				if peerMatches(peer, pol.Namespace, src) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// egressAllowed evaluates a connection from a pod to an address outside the pod network.
+func egressAllowed(pols []networkingv1.NetworkPolicy, podLabels map[string]string, ip string, port int32, proto corev1.Protocol) bool {
+	selected := selecting(pols, podLabels, networkingv1.PolicyTypeEgress)
+	if len(selected) == 0 {
+		return true
+	}
+	dst := externalIP(ip)
+	for _, pol := range selected {
+		for _, rule := range pol.Spec.Egress {
+			if !portMatches(rule.Ports, "", port, proto) {
+				continue
+			}
+			if len(rule.To) == 0 {
+				return true
+			}
+			for _, peer := range rule.To {
+				if peerMatches(peer, pol.Namespace, dst) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// render runs `kubectl kustomize` on a directory and returns its objects in output order.
+func render(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	stdout, stderr, err := env.ControlPlane.KubeCtl().Run("kustomize", dir)
+	errOut := ""
+	if stderr != nil {
+		errOut, _ = readAll(stderr)
+	}
+	require.NoError(t, err, "kubectl kustomize %s: %s", dir, errOut)
+	dec := yaml.NewYAMLOrJSONDecoder(stdout, 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); err == io.EOF {
+			break
+		} else {
+			require.NoError(t, err, dir)
+		}
+		if obj != nil {
+			out = append(out, &unstructured.Unstructured{Object: obj})
+		}
+	}
+	require.NotEmpty(t, out, "kubectl kustomize %s rendered nothing", dir)
+	return out
+}
+
+func findRendered(objs []*unstructured.Unstructured, kind, namespace, name string) *unstructured.Unstructured {
+	for _, obj := range objs {
+		if obj.GetKind() == kind && obj.GetNamespace() == namespace && obj.GetName() == name {
+			return obj
+		}
+	}
+	return nil
+}
+
+func indexOf(objs []*unstructured.Unstructured, want *unstructured.Unstructured) int {
+	for i, obj := range objs {
+		if obj == want {
+			return i
+		}
+	}
+	return -1
+}
+
+// fromUnstructured converts strictly: a field the typed object does not know fails the test.
+func fromUnstructured(t *testing.T, obj *unstructured.Unstructured, into any) {
+	t.Helper()
+	raw, err := json.Marshal(obj.Object)
+	require.NoError(t, err)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(into), "%s %s/%s", obj.GetKind(), obj.GetNamespace(), obj.GetName())
 }
