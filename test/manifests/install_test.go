@@ -160,6 +160,68 @@ func TestInstallProxyNamesResolve(t *testing.T) {
 	assert.Equal(t, "https://connectors-proxy.connectors-system.svc", argValue(manager.Spec.Template.Spec.Containers[0].Args, "--proxy-address"))
 }
 
+// The node pull listener reaches the proxy's Service with the proxy's serving CA only, runs as
+// the ServiceAccount the proxy accepts as a node forwarder, and that ServiceAccount is bound to
+// no role (ARCHITECTURE.md "RBAC": nothing but its own token).
+func TestInstallNodeListener(t *testing.T) {
+	c := applyDefault(t)
+	ctx := context.Background()
+	var ds appsv1.DaemonSet
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-node"}, &ds))
+	spec := ds.Spec.Template.Spec
+	node := spec.Containers[0]
+	assert.True(t, spec.HostNetwork, "the runtime pulls from the node's loopback")
+	assert.Equal(t, corev1.DNSClusterFirstWithHostNet, spec.DNSPolicy, "a hostNetwork pod needs this to resolve the proxy's .svc name")
+	assert.Equal(t, "127.0.0.1:5050", argValue(node.Args, "--node-pull-address"))
+
+	var manager appsv1.Deployment
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-manager"}, &manager))
+	assert.Equal(t, argValue(manager.Spec.Template.Spec.Containers[0].Args, "--pull-host"), argValue(node.Args, "--node-pull-address"), "the webhook rewrites images to where the listener listens")
+	assert.Equal(t, argValue(manager.Spec.Template.Spec.Containers[0].Args, "--proxy-address"), argValue(node.Args, "--upstream-proxy"), "the listener relays to the proxy's Service")
+
+	var proxy appsv1.Deployment
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &proxy))
+	assert.Equal(t, productNS+"/"+spec.ServiceAccountName, argValue(proxy.Spec.Template.Spec.Containers[0].Args, "--node-forwarders"))
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: spec.ServiceAccountName}, &corev1.ServiceAccount{}))
+
+	var tokenAudience, caFile string
+	for _, v := range spec.Volumes {
+		for _, m := range node.VolumeMounts {
+			if m.Name != v.Name {
+				continue
+			}
+			if v.Projected != nil && v.Projected.Sources[0].ServiceAccountToken != nil {
+				tokenAudience = v.Projected.Sources[0].ServiceAccountToken.Audience
+				assert.Equal(t, m.MountPath+"/"+v.Projected.Sources[0].ServiceAccountToken.Path, argValue(node.Args, "--token-file"))
+			}
+			if v.Secret != nil {
+				assert.Equal(t, "connectors-proxy-tls", v.Secret.SecretName)
+				require.Len(t, v.Secret.Items, 1, "only the CA certificate of the proxy's Secret, never its key")
+				assert.Equal(t, "ca.crt", v.Secret.Items[0].Key)
+				caFile = m.MountPath + "/" + v.Secret.Items[0].Path
+			}
+		}
+	}
+	assert.Equal(t, "connectors-proxy", tokenAudience)
+	assert.Equal(t, caFile, argValue(node.Args, "--upstream-ca-file"))
+
+	for _, list := range []client.ObjectList{&rbacv1.ClusterRoleBindingList{}, &rbacv1.RoleBindingList{}} {
+		require.NoError(t, c.List(ctx, list))
+		var subjects []rbacv1.Subject
+		switch l := list.(type) {
+		case *rbacv1.ClusterRoleBindingList:
+			for _, b := range l.Items {
+				subjects = append(subjects, b.Subjects...)
+			}
+		case *rbacv1.RoleBindingList:
+			for _, b := range l.Items {
+				subjects = append(subjects, b.Subjects...)
+			}
+		}
+		assert.NotContains(t, subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: spec.ServiceAccountName, Namespace: productNS}, "the node listener has no role")
+	}
+}
+
 // applyDefault applies config/default server-side and returns a client that knows cert-manager's
 // types.
 func applyDefault(t *testing.T) client.Client {
