@@ -7,7 +7,7 @@ BIN := bin
 CONTROLLER_GEN_PKG := sigs.k8s.io/controller-tools/cmd/controller-gen@v0.18.0
 PHASE := test/tools/phase.sh
 
-.PHONY: all build generate test envtest-assets clients bench fuzz demo deploy undeploy fmt vet
+.PHONY: all build generate test e2e envtest-assets node-deps clients bench fuzz demo deploy undeploy fmt vet
 
 all: build
 
@@ -39,10 +39,18 @@ test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites
 	@$(PHASE) "registry clients" test/tools/clients.sh
 	@$(PHASE) "generated files are up to date" test/tools/check-generated.sh
 	@$(PHASE) "build" go build ./...
-	@$(PHASE) "go vet" go vet ./...
+	@$(PHASE) "go vet" go vet ./... && go vet -tags e2e ./test/...
 	@$(PHASE) "go test" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -count=1 -timeout 30m ./...
+	@$(MAKE) --no-print-directory e2e
 	@$(PHASE) "demo (make demo must keep working)" go run ./test/demo
 	@test/tools/phase.sh --summary
+
+e2e: ## The real-node suite (as root): kubelet + containerd on this machine, the node-side scenarios.
+	@$(PHASE) "node dependencies (containerd, runc, CNI; kubelet, scheduler, controller-manager)" test/tools/node-deps.sh
+	@$(PHASE) "e2e on a real node" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
+
+node-deps: ## Install containerd, runc, CNI plugins, busybox-static and build kubelet & co.
+	@test/tools/node-deps.sh >/dev/null
 
 bench: ## Benchmarks: each prints its figures side by side with its baseline, measured in one run.
 	@CLIENTS_DEBIAN="nginx:nginx-light mitmdump:mitmproxy" test/tools/clients.sh >/dev/null

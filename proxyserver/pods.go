@@ -3,6 +3,7 @@ package proxyserver
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -26,28 +27,66 @@ func CacheOptions() cache.Options {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
 // PodsByIP finds the marked pod behind a source address.
-type PodsByIP struct{ Reader client.Reader }
+type PodsByIP struct {
+	// Reader is the label-filtered informer cache, indexed by pod IP.
+	Reader client.Reader
+	// Live reads pods from the API server once the wait is over without a match.
+	Live client.Reader
+	// Wait is how long a miss waits for the cache to learn the address (default 5s). A pod's
+	// first request often comes within milliseconds of its container starting, before the
+	// kubelet's status update carrying its IP has reached the proxy's informer.
+	Wait time.Duration
+}
 
-// Pod returns the one running, non-hostNetwork, marked pod with this IP. A pod that is gone, not
-// Running, or whose IP moved no longer matches; an address two pods claim matches neither.
+// Pod returns the one pending or running, non-hostNetwork, marked pod with this IP. A pod that
+// is gone or finished, or whose IP moved, no longer matches; an address two pods claim matches
+// neither.
 func (p PodsByIP) Pod(ctx context.Context, ip string) (*corev1.Pod, error) {
+	pod, err := podWithIP(ctx, p.Reader, ip)
+	if pod != nil || err != nil {
+		return pod, err
+	}
+	wait := orDefault(p.Wait, 5*time.Second)
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for pod == nil && err == nil {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			if p.Live != nil {
+				pod, err = podWithIP(ctx, p.Live, ip)
+			}
+			if pod == nil && err == nil {
+				err = fmt.Errorf("no running pod marked %s=true has address %s", policies.LabelProxyInjected, ip)
+			}
+			return pod, err
+		case <-ticker.C:
+			pod, err = podWithIP(ctx, p.Reader, ip)
+		}
+	}
+	return pod, err
+}
+
+// podWithIP is the single matching pod, nil without one.
+func podWithIP(ctx context.Context, reader client.Reader, ip string) (*corev1.Pod, error) {
 	var pods corev1.PodList
-	if err := p.Reader.List(ctx, &pods, client.MatchingFields{podIPIndex: ip}); err != nil {
+	if err := reader.List(ctx, &pods, client.MatchingLabels{policies.LabelProxyInjected: "true"}, client.MatchingFields{podIPIndex: ip}); err != nil {
 		return nil, err
 	}
 	var found *corev1.Pod
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if pod.Spec.HostNetwork || pod.Status.Phase != corev1.PodRunning || pod.DeletionTimestamp != nil || pod.Status.PodIP != ip {
+		if pod.Spec.HostNetwork || pod.DeletionTimestamp != nil || pod.Status.PodIP != ip ||
+			(pod.Status.Phase != corev1.PodRunning && pod.Status.Phase != corev1.PodPending) {
 			continue
 		}
 		if found != nil {
 			return nil, fmt.Errorf("two pods claim address %s", ip)
 		}
 		found = pod
-	}
-	if found == nil {
-		return nil, fmt.Errorf("no running pod marked %s=true has address %s", policies.LabelProxyInjected, ip)
 	}
 	return found, nil
 }

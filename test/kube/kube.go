@@ -66,6 +66,23 @@ func WithWebhooks(paths ...string) Option {
 	}
 }
 
+// WithAPIServerArgs overrides kube-apiserver flags: each key is a flag name without the leading
+// dashes, set to the given values (replacing envtest's default for that flag). A key with a nil
+// value is not passed at all, which is how envtest's default
+// `--disable-admission-plugins=ServiceAccount` is dropped for a real node.
+func WithAPIServerArgs(args map[string][]string) Option {
+	return func(env *envtest.Environment, _ string) {
+		flags := env.ControlPlane.GetAPIServer().Configure()
+		for name, values := range args {
+			if values == nil {
+				flags.Disable(name)
+				continue
+			}
+			flags.Set(name, values...)
+		}
+	}
+}
+
 // Start starts an API server with the CRDs from config/crd/bases installed.
 func Start(opts ...Option) (*envtest.Environment, error) {
 	assets, err := AssetsDir()

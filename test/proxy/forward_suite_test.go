@@ -48,7 +48,7 @@ func startForward(mgr ctrl.Manager, handler *proxyserver.Handler) error {
 		Handler:   handler,
 		Authority: &intercept.Authority{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")},
 		Tunnels:   policies.TunnelPolicy{Mode: policies.TunnelPublic, Allow: []string{allowedMirror}, ClusterCIDRs: []*net.IPNet{cluster}},
-		Pods:      &proxyserver.PodsByIP{Reader: mgr.GetClient()},
+		Pods:      &proxyserver.PodsByIP{Reader: mgr.GetClient(), Live: mgr.GetAPIReader(), Wait: time.Second},
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

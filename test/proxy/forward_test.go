@@ -390,3 +390,36 @@ func TestForwardTLSListener(t *testing.T) {
 		return err == nil && status == http.StatusOK
 	}, 10*time.Second, 100*time.Millisecond)
 }
+
+// A pod's first request often arrives before the kubelet's status update with its address has
+// reached the proxy: the proxy waits for it rather than refusing the pod.
+func TestForwardIdentityBeforeStatusArrives(t *testing.T) {
+	h := forwardHarbor(t)
+	_, env := proxyEnv(t, saToken(t, nsA))
+	out, err := runWith(t, env, "crane", "append", "--oci-empty-base", "-f", layerTar(t, 1024), "-t", h.Host()+"/team/early:v1")
+	require.NoError(t, err, out)
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "early", Labels: map[string]string{policies.LabelProxyInjected: "true"},
+			Annotations: map[string]string{policies.AnnotationConnector: "fwd"}},
+		Spec: corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: "build", Image: "builder"}}},
+	}
+	require.NoError(t, k8s.Create(ctx, pod))
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), pod) })
+
+	type result struct {
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		status, err := manifestVia(goClient("127.0.0.7", &url.URL{Scheme: "http", Host: forwardAddr}), h, "early")
+		done <- result{status, err}
+	}()
+	time.Sleep(300 * time.Millisecond) // the request is waiting for the address
+	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, PodIP: "127.0.0.7", PodIPs: []corev1.PodIP{{IP: "127.0.0.7"}}}
+	require.NoError(t, k8s.Status().Update(ctx, pod))
+	r := <-done
+	require.NoError(t, r.err)
+	assert.Equal(t, http.StatusOK, r.status)
+}

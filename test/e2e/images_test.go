@@ -1,0 +1,52 @@
+//go:build e2e
+
+package e2e_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"path/filepath"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/alauda/harbor-connector/test/node"
+)
+
+// Test images: busybox for a shell, plus crane where a job pushes or pulls. Pushed to the
+// private Harbor project (so workloads pull them through the connector), and the crane image
+// also imported under a local name for pods that are not injected (namespace B's attempts).
+const localCraneImage = "e2e.local/crane:v1"
+
+func (w *world) appImage() string   { return w.harborHost + "/" + project + "/app:v1" }
+func (w *world) craneImage() string { return w.harborHost + "/" + project + "/crane:v1" }
+
+func (w *world) pushImages(ctx context.Context, bins *binaries) error {
+	app, err := node.BuildImage(node.BusyboxFiles(), []string{"/bin/sh"}, nil)
+	if err != nil {
+		return err
+	}
+	craneFiles := append(node.BusyboxFiles(), node.File{HostPath: bins.crane, ImagePath: "/bin/crane", Mode: 0o755})
+	crane, err := node.BuildImage(craneFiles, []string{"/bin/sh"}, nil)
+	if err != nil {
+		return err
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(w.harbor.CACertPEM())
+	transport.TLSClientConfig = &tls.Config{RootCAs: pool}
+	auth := remote.WithAuth(&authn.Basic{Username: w.robot, Password: w.secret})
+	for ref, img := range map[string]v1.Image{w.appImage(): app, w.craneImage(): crane} {
+		if err := node.Push(ctx, img, ref, auth, remote.WithTransport(transport)); err != nil {
+			return err
+		}
+	}
+	tarball := filepath.Join(w.work, "crane-image.tar")
+	if err := node.WriteTarball(crane, localCraneImage, tarball); err != nil {
+		return err
+	}
+	return w.node.ImportImage(ctx, tarball)
+}

@@ -1,0 +1,181 @@
+//go:build e2e
+
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/alauda/harbor-connector/policies"
+)
+
+// jobSpec is a one-container Job running a busybox shell script.
+type jobSpec struct {
+	namespace, name, image, script string
+	connector                      string // the annotation's value; "" leaves the Job alone
+	pullPolicy                     corev1.PullPolicy
+	deadline                       time.Duration
+	mutate                         func(*batchv1.Job)
+}
+
+func (s jobSpec) build() *batchv1.Job {
+	deadline := s.deadline
+	if deadline == 0 {
+		deadline = 4 * time.Minute
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.namespace, Name: s.name},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:          ptr(int32(0)),
+			ActiveDeadlineSeconds: ptr(int64(deadline.Seconds())),
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{
+					Name: "main", Image: s.image, ImagePullPolicy: s.pullPolicy,
+					Command: []string{"/bin/sh", "-c", "set -e; mkdir -p /work; cd /work; " + s.script},
+				}},
+			}},
+		},
+	}
+	if s.connector != "" {
+		job.Annotations = map[string]string{policies.AnnotationConnector: s.connector}
+	}
+	if s.mutate != nil {
+		s.mutate(job)
+	}
+	return job
+}
+
+// jobResult is how a Job ended, with what a human would look at.
+type jobResult struct {
+	succeeded bool
+	pod       corev1.Pod
+	logs      string
+	events    string // the pod's events, one per line
+}
+
+// runJob creates a Job and waits until it succeeds or fails (or its pod cannot pull its image).
+func runJob(t *testing.T, s jobSpec) jobResult {
+	t.Helper()
+	ctx := context.Background()
+	c := w.node.Client
+	job := s.build()
+	require.NoError(t, c.Create(ctx, job), "creating Job %s/%s", s.namespace, s.name)
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), job, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	})
+	timeout := s.deadline + time.Minute
+	if s.deadline == 0 {
+		timeout = 5 * time.Minute
+	}
+	var res jobResult
+	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, keyOf(job), job); err != nil {
+			return false, err
+		}
+		for _, cond := range job.Status.Conditions {
+			if cond.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch cond.Type {
+			case batchv1.JobComplete:
+				res.succeeded = true
+				return true, nil
+			case batchv1.JobFailed:
+				return true, nil
+			}
+		}
+		pod, ok := jobPod(ctx, t, job)
+		return ok && pullFailed(pod), nil
+	})
+	pod, ok := jobPod(ctx, t, job)
+	if ok {
+		res.pod = *pod
+		res.events = podEvents(ctx, t, pod)
+		res.logs = podLogs(ctx, pod)
+	}
+	require.NoError(t, err, "Job %s/%s did not finish; pod events:\n%s\nlogs:\n%s", s.namespace, s.name, res.events, res.logs)
+	return res
+}
+
+func jobPod(ctx context.Context, t *testing.T, job *batchv1.Job) (*corev1.Pod, bool) {
+	var pods corev1.PodList
+	require.NoError(t, w.node.Client.List(ctx, &pods, client.InNamespace(job.Namespace), client.MatchingLabels{"batch.kubernetes.io/job-name": job.Name}))
+	if len(pods.Items) == 0 {
+		return nil, false
+	}
+	return &pods.Items[0], true
+}
+
+// pullFailed reports a container stuck on its image (the kubelet retries forever otherwise).
+func pullFailed(pod *corev1.Pod) bool {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if wt := cs.State.Waiting; wt != nil && (wt.Reason == "ErrImagePull" || wt.Reason == "ImagePullBackOff") {
+			return true
+		}
+	}
+	return false
+}
+
+func podEvents(ctx context.Context, t *testing.T, pod *corev1.Pod) string {
+	var events corev1.EventList
+	require.NoError(t, w.node.Client.List(ctx, &events, client.InNamespace(pod.Namespace)))
+	var lines []string
+	for _, e := range events.Items {
+		if e.InvolvedObject.Kind == "Pod" && e.InvolvedObject.Name == pod.Name {
+			lines = append(lines, fmt.Sprintf("%s %s: %s", e.Type, e.Reason, e.Message))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func podLogs(ctx context.Context, pod *corev1.Pod) string {
+	raw, err := w.node.Clientset.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil {
+		return "(no logs: " + err.Error() + ")"
+	}
+	return string(raw)
+}
+
+func keyOf(obj client.Object) client.ObjectKey { return client.ObjectKeyFromObject(obj) }
+
+// waitFor polls cond every 500ms until it holds, fails, or timeout passes; why explains a
+// timeout.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error), why func() string) error {
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(context.Context) (bool, error) { return cond() })
+	if err != nil && why != nil {
+		return fmt.Errorf("%s: %w", why(), err)
+	}
+	return err
+}
+
+// podSummary lists a namespace's pods with their phase and waiting reasons, for timeouts.
+func podSummary(ctx context.Context, c client.Client, ns string) string {
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, p := range pods.Items {
+		s := p.Name + " " + string(p.Status.Phase)
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.State.Waiting != nil {
+				s += fmt.Sprintf(" [%s: %s %s]", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message)
+			}
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, "; ")
+}

@@ -1,0 +1,205 @@
+//go:build e2e
+
+package e2e_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
+	testharbor "github.com/alauda/harbor-connector/test/harbor"
+	"github.com/alauda/harbor-connector/test/kube"
+	"github.com/alauda/harbor-connector/test/node"
+)
+
+const (
+	nsA, nsB      = "team-a", "team-b"
+	connectorName = "harbor"
+	project       = "team"
+	productNS     = "connectors-system"
+	// The ports the proxy listens on at the node's bridge address, where pods reach it (the
+	// node has no kube-proxy, so there is no Service address: TESTING.md "A real node").
+	reversePort, forwardPort, forwardTLSPort = "8443", "3128", "3129"
+	// tokenLifetime is the CSI token lifetime the suite sets: the kubelet's minimum.
+	tokenLifetime = 600
+)
+
+// world is everything the suite started.
+type world struct {
+	work       string
+	node       *node.Node
+	harbor     *testharbor.Server
+	harborHost string // <host name>:<port>, the registry as image names write it
+	robot      string // the connector's robot account ...
+	secret     string // ... and its password, which must never reach a workload
+	product    *product
+}
+
+func setUp(ctx context.Context, timer *phases) (*world, error) {
+	w := &world{}
+	var err error
+	if w.work, err = os.MkdirTemp("", "harbor-connector-e2e-"); err != nil {
+		return w, err
+	}
+	var bins *binaries
+	if err := timer.run("build product binaries and test images", func() error {
+		bins, err = buildBinaries(ctx, w.work)
+		return err
+	}); err != nil {
+		return w, err
+	}
+	if err := timer.run("test Harbor with a private project", func() error { return w.startHarbor() }); err != nil {
+		return w, err
+	}
+	if err := timer.run("node: apiserver, etcd, containerd, kubelet, scheduler", func() error {
+		harborCA := filepath.Join(w.work, "harbor-ca.crt")
+		if err := os.WriteFile(harborCA, w.harbor.CACertPEM(), 0o644); err != nil {
+			return err
+		}
+		w.node, err = node.Start(ctx, node.Options{
+			KubeOptions: []kube.Option{kube.WithWebhooks("config/webhook/manifests.yaml")},
+			// containerd trusts the Harbor's CA, so an un-rewritten pull reaches Harbor and is
+			// refused for lack of credentials, not for TLS (scenario 1's control).
+			RegistryCAs: map[string]string{w.harborHost: harborCA},
+			Log:         func(format string, args ...any) { fmt.Printf("   node: "+format+"\n", args...) },
+		})
+		return err
+	}); err != nil {
+		return w, err
+	}
+	if err := timer.run("product: proxy, manager, CSI driver, node listener", func() error {
+		w.product, err = startProduct(ctx, w.work, w.node, bins)
+		return err
+	}); err != nil {
+		return w, err
+	}
+	if err := timer.run("images: push app and crane to Harbor", func() error { return w.pushImages(ctx, bins) }); err != nil {
+		return w, err
+	}
+	if err := timer.run("tenants: namespaces, Secret, Connector Ready", func() error { return w.tenants(ctx) }); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+func (w *world) startHarbor() error {
+	host := loopbackHostName()
+	if host == "" {
+		return errors.New("the e2e suite needs this machine's host name to resolve to a loopback address (as /etc/hosts usually has it): clients behind HTTPS_PROXY must name the registry, and pods must not resolve it themselves")
+	}
+	var err error
+	w.harbor, err = testharbor.Start(testharbor.Options{TLS: true, Hosts: []string{host, "127.0.0.1"}, ExternalHost: host})
+	if err != nil {
+		return err
+	}
+	w.harborHost = w.harbor.Host()
+	w.harbor.AddProject(project, false)
+	w.robot, w.secret = w.harbor.AddRobot(project, "e2e", testharbor.ActionPull, testharbor.ActionPush)
+	return nil
+}
+
+// tenants: namespace A owns the connector; B is another team on the same cluster. Both opt in.
+func (w *world) tenants(ctx context.Context) error {
+	c := w.node.Client
+	for _, ns := range []string{nsA, nsB} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{policies.LabelProxyInject: "true"}}}); err != nil {
+			return err
+		}
+		if err := w.node.WaitForServiceAccount(ctx, ns); err != nil {
+			return err
+		}
+	}
+	// What any pod of B could mount to trust the proxy (scenario 4).
+	proxyCA, err := os.ReadFile(w.product.proxyCAFile)
+	if err != nil {
+		return err
+	}
+	if err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: "proxy-ca"}, Data: map[string]string{"ca.crt": string(proxyCA)}}); err != nil {
+		return err
+	}
+	if err := c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "harbor-robot"},
+		Type:       corev1.SecretTypeBasicAuth,
+		StringData: map[string]string{"username": w.robot, "password": w.secret},
+	}); err != nil {
+		return err
+	}
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "harbor-ca"}, Data: map[string][]byte{"ca.crt": w.harbor.CACertPEM()}}); err != nil {
+		return err
+	}
+	conn := &v1alpha1.Connector{
+		ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: connectorName},
+		Spec: v1alpha1.ConnectorSpec{
+			ConnectorClassName: v1alpha1.ClassHarbor,
+			Address:            w.harbor.URL(),
+			Auth:               &v1alpha1.ConnectorAuth{Name: v1alpha1.AuthBasic, SecretRef: &v1alpha1.SecretReference{Name: "harbor-robot"}},
+			CACertSecretRef:    &v1alpha1.LocalSecretReference{Name: "harbor-ca"},
+		},
+	}
+	if err := c.Create(ctx, conn); err != nil {
+		return err
+	}
+	return waitFor(ctx, 2*time.Minute, func() (bool, error) {
+		if err := c.Get(ctx, keyOf(conn), conn); err != nil {
+			return false, err
+		}
+		for _, cond := range conn.Status.Conditions {
+			if cond.Type == v1alpha1.ConditionReady && cond.Status == metav1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	}, func() string { return fmt.Sprintf("Connector %s/%s never became Ready: %+v", nsA, connectorName, conn.Status.Conditions) })
+}
+
+func (w *world) tearDown() error {
+	var errs []error
+	if w.product != nil {
+		errs = append(errs, w.product.stop())
+	}
+	if w.node != nil {
+		errs = append(errs, w.node.Stop())
+	}
+	if w.harbor != nil {
+		errs = append(errs, w.harbor.Close())
+	}
+	if w.work != "" && os.Getenv("E2E_KEEP") == "" {
+		errs = append(errs, os.RemoveAll(w.work))
+	}
+	return errors.Join(errs...)
+}
+
+// dumpLogs prints the tail of each product log, for a failure's context.
+func (w *world) dumpLogs() {
+	if w == nil || w.product == nil {
+		return
+	}
+	w.product.dumpLogs()
+}
+
+// loopbackHostName is this machine's host name when it resolves only to loopback addresses.
+func loopbackHostName() string {
+	name, err := os.Hostname()
+	if err != nil || name == "" || name == "localhost" {
+		return ""
+	}
+	addrs, err := net.LookupIP(name)
+	if err != nil || len(addrs) == 0 {
+		return ""
+	}
+	for _, a := range addrs {
+		if !a.IsLoopback() {
+			return ""
+		}
+	}
+	return name
+}
