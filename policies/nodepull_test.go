@@ -23,17 +23,23 @@ func TestPodNeedsPull(t *testing.T) {
 		return p
 	}
 	assert.True(t, PodNeedsPull(pod(nil), req), "an init container's rewritten image counts")
-	assert.True(t, PodNeedsPull(pod(func(p *corev1.Pod) { p.Spec.InitContainers[0].Image = "127.0.0.1:5050/namespaces/a/connectors/harbor/team/app@sha256:" + sha }), req), "by digest")
+	assert.True(t, PodNeedsPull(pod(func(p *corev1.Pod) {
+		p.Spec.InitContainers[0].Image = "127.0.0.1:5050/namespaces/a/connectors/harbor/team/app@sha256:" + sha
+	}), req), "by digest")
 	for name, mutate := range map[string]func(*corev1.Pod){
 		"other node":           func(p *corev1.Pod) { p.Spec.NodeName = "n2" },
 		"finished":             func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded },
 		"failed":               func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed },
 		"no status annotation": func(p *corev1.Pod) { delete(p.Annotations, AnnotationStatus) },
 		"marked for another":   func(p *corev1.Pod) { p.Annotations[AnnotationStatus] = `{"connectors":["a/other"]}` },
-		"other repository":     func(p *corev1.Pod) { p.Spec.InitContainers[0].Image = "127.0.0.1:5050/namespaces/a/connectors/harbor/team/app2:v1" },
-		"other connector path": func(p *corev1.Pod) { p.Spec.InitContainers[0].Image = "127.0.0.1:5050/namespaces/b/connectors/harbor/team/app:v1" },
-		"original image only":  func(p *corev1.Pod) { p.Spec.InitContainers[0].Image = "harbor.example.com/team/app:v1" },
-		"deleting":             func(p *corev1.Pod) { now := metav1.Now(); p.DeletionTimestamp = &now },
+		"other repository": func(p *corev1.Pod) {
+			p.Spec.InitContainers[0].Image = "127.0.0.1:5050/namespaces/a/connectors/harbor/team/app2:v1"
+		},
+		"other connector path": func(p *corev1.Pod) {
+			p.Spec.InitContainers[0].Image = "127.0.0.1:5050/namespaces/b/connectors/harbor/team/app:v1"
+		},
+		"original image only": func(p *corev1.Pod) { p.Spec.InitContainers[0].Image = "harbor.example.com/team/app:v1" },
+		"deleting":            func(p *corev1.Pod) { now := metav1.Now(); p.DeletionTimestamp = &now },
 	} {
 		assert.False(t, PodNeedsPull(pod(mutate), req), name)
 	}

@@ -250,7 +250,9 @@ func (p *product) applyManifests(ctx context.Context, n *node.Node, bins *binari
 			return false, err
 		}
 		return ds.Status.NumberReady == 1, nil
-	}, func() string { return "the connectors-node DaemonSet pod never became Ready: " + podSummary(ctx, c, productNS) })
+	}, func() string {
+		return "the connectors-node DaemonSet pod never became Ready: " + podSummary(ctx, c, productNS)
+	})
 }
 
 // decodeManifests reads multi-document YAML files into typed objects.

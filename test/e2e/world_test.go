@@ -158,7 +158,9 @@ func (w *world) tenants(ctx context.Context) error {
 			}
 		}
 		return false, nil
-	}, func() string { return fmt.Sprintf("Connector %s/%s never became Ready: %+v", nsA, connectorName, conn.Status.Conditions) })
+	}, func() string {
+		return fmt.Sprintf("Connector %s/%s never became Ready: %+v", nsA, connectorName, conn.Status.Conditions)
+	})
 }
 
 func (w *world) tearDown() error {
