@@ -50,7 +50,7 @@ func driver() *Driver {
 			namespaces: map[string]policies.Namespace{"team-a": {Name: "team-a"}, "team-b": {Name: "team-b"}},
 		},
 		ForwardProxy: "http://proxy:3128", ForwardProxyTLS: "https://proxy:3129", ReverseHost: "proxy",
-		CABundle: func() ([]byte, error) { return []byte("CA"), nil },
+		CABundle: func() ([]byte, error) { return testBundle, nil },
 	}
 }
 

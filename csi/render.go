@@ -66,6 +66,13 @@ func Render(in RenderInput) (map[string][]byte, error) {
 		policies.FileCACert: in.CABundle,
 		path.Join(policies.DirCerts, "connectors-ca.pem"): in.CABundle,
 	}
+	hashed, err := hashedCertFiles(in.CABundle)
+	if err != nil {
+		return nil, err
+	}
+	for name, pemBytes := range hashed {
+		files[path.Join(policies.DirCerts, name)] = pemBytes
+	}
 	httpProxy, err := withCredentials(in.ForwardProxy, user, in.Token)
 	if err != nil {
 		return nil, fmt.Errorf("forward proxy address: %w", err)

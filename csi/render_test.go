@@ -3,6 +3,7 @@ package csi
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +22,7 @@ func input(token string) RenderInput {
 		ForwardProxy:    "http://connectors-proxy.connectors-system.svc:3128",
 		ForwardProxyTLS: "https://connectors-proxy.connectors-system.svc:3129",
 		ReverseHost:     "connectors-proxy.connectors-system.svc",
-		CABundle:        []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+		CABundle:        testBundle,
 		Configurations:  []string{ConfigBuildkitd, ConfigRegistry},
 	}
 }
@@ -43,6 +44,9 @@ func TestRenderSeedFiles(t *testing.T) {
 	assert.Equal(t, "[registry.\"connectors-proxy.connectors-system.svc\"]\n  ca = [\"/var/run/connectors/ca.crt\"]\n", string(files[FileBuildkitd]))
 	assert.NotContains(t, string(files[FileBuildkitd]), "insecure")
 	assert.Equal(t, files[policies.FileCACert], files["certs/connectors-ca.pem"])
+	h, err := subjectHash(mustParse(t, testBundle).RawSubject)
+	require.NoError(t, err)
+	assert.Equal(t, testBundle, files[fmt.Sprintf("certs/%08x.0", h)], "OpenSSL finds the CA by its subject hash")
 
 	_, err = Render(RenderInput{Connectors: input("").Connectors})
 	require.Error(t, err)
