@@ -2,7 +2,6 @@ package csi
 
 import (
 	"crypto/sha1" //nolint:gosec // OpenSSL's directory lookup names certificates by a SHA-1 of the subject; not a security use.
-	"crypto/x509"
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/alauda/harbor-connector/policies"
 )
 
 // hashedCertFiles names each certificate of a PEM bundle as OpenSSL's CApath lookup expects,
@@ -19,26 +20,18 @@ import (
 // Python, git) trust them through SSL_CERT_DIR. Go reads every file of the directory and needs
 // no names; OpenSSL only opens the hashed name of the issuer it is looking for.
 func hashedCertFiles(bundle []byte) (map[string][]byte, error) {
+	certs, err := policies.PEMCertificates(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
+	}
 	out := map[string][]byte{}
 	seen := map[uint32]int{}
-	for rest := bundle; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("CA bundle: %w", err)
-		}
+	for _, cert := range certs {
 		h, err := subjectHash(cert.RawSubject)
 		if err != nil {
 			return nil, fmt.Errorf("CA bundle: certificate %q: %w", cert.Subject, err)
 		}
-		out[fmt.Sprintf("%08x.%d", h, seen[h])] = pem.EncodeToMemory(block)
+		out[fmt.Sprintf("%08x.%d", h, seen[h])] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 		seen[h]++
 	}
 	return out, nil

@@ -81,21 +81,12 @@ func CAPoolFromSecret(s *corev1.Secret) (*x509.CertPool, *SecretProblem) {
 	sort.Strings(keys)
 	added := 0
 	for _, k := range keys {
-		rest := s.Data[k]
-		for {
-			var block *pem.Block
-			block, rest = pem.Decode(rest)
-			if block == nil {
-				break
-			}
-			if block.Type != "CERTIFICATE" {
-				continue
-			}
-			cert, err := x509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, &SecretProblem{v1alpha1.ReasonCACertInvalid, fmt.Sprintf(
-					"CA Secret %s: key %s holds a certificate that does not parse (%v): replace it with a PEM X.509 certificate", key, k, err)}
-			}
+		certs, err := PEMCertificates(s.Data[k])
+		if err != nil {
+			return nil, &SecretProblem{v1alpha1.ReasonCACertInvalid, fmt.Sprintf(
+				"CA Secret %s: key %s holds a certificate that does not parse (%v): replace it with a PEM X.509 certificate", key, k, err)}
+		}
+		for _, cert := range certs {
 			pool.AddCert(cert)
 			added++
 		}
@@ -105,4 +96,24 @@ func CAPoolFromSecret(s *corev1.Secret) (*x509.CertPool, *SecretProblem) {
 			"CA Secret %s has no PEM certificate in a key ending .crt or .pem: add the registry's CA certificate (PEM) under e.g. ca.crt", key)}
 	}
 	return pool, nil
+}
+
+// PEMCertificates parses every CERTIFICATE block of a PEM bundle, skipping other blocks.
+func PEMCertificates(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return certs, nil
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, cert)
+	}
 }

@@ -23,24 +23,6 @@ import (
 	"github.com/alauda/harbor-connector/test/testca"
 )
 
-// loopbackHostName is this machine's host name when it resolves only to loopback addresses.
-func loopbackHostName() string {
-	name, err := os.Hostname()
-	if err != nil || name == "" || name == "localhost" {
-		return ""
-	}
-	addrs, err := net.LookupIP(name)
-	if err != nil || len(addrs) == 0 {
-		return ""
-	}
-	for _, a := range addrs {
-		if !a.IsLoopback() {
-			return ""
-		}
-	}
-	return name
-}
-
 // interceptionCA makes the interception CA (cert-manager's isCA Certificate in a cluster) and
 // picks the forward listener's address.
 func interceptionCA(work string) (addr, caFile string, err error) {

@@ -100,7 +100,7 @@ func run() error {
 	step("Starting the test Harbor (real distribution registry behind a Harbor 2.x front) over TLS with a private CA")
 	// Clients never send loopback targets through HTTPS_PROXY, so the forward-proxy part needs a
 	// name for this machine that resolves to it (its host name, usually in /etc/hosts).
-	hostName := loopbackHostName()
+	hostName := testharbor.LoopbackHostName()
 	hosts := []string{"127.0.0.1", "localhost"}
 	if hostName != "" {
 		hosts = append(hosts, hostName)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -92,7 +91,7 @@ func setUp(ctx context.Context, timer *phases) (*world, error) {
 }
 
 func (w *world) startHarbor() error {
-	host := loopbackHostName()
+	host := testharbor.LoopbackHostName()
 	if host == "" {
 		return errors.New("the e2e suite needs this machine's host name to resolve to a loopback address (as /etc/hosts usually has it): clients behind HTTPS_PROXY must name the registry, and pods must not resolve it themselves")
 	}
@@ -188,20 +187,3 @@ func (w *world) dumpLogs() {
 	w.product.dumpLogs()
 }
 
-// loopbackHostName is this machine's host name when it resolves only to loopback addresses.
-func loopbackHostName() string {
-	name, err := os.Hostname()
-	if err != nil || name == "" || name == "localhost" {
-		return ""
-	}
-	addrs, err := net.LookupIP(name)
-	if err != nil || len(addrs) == 0 {
-		return ""
-	}
-	for _, a := range addrs {
-		if !a.IsLoopback() {
-			return ""
-		}
-	}
-	return name
-}
