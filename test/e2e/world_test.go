@@ -186,4 +186,3 @@ func (w *world) dumpLogs() {
 	}
 	w.product.dumpLogs()
 }
-
