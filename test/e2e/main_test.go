@@ -13,6 +13,9 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
 // The suite's world, set up once in TestMain.
@@ -26,6 +29,8 @@ func run(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "the e2e suite runs a kubelet and containerd: run it as root (make e2e)")
 		os.Exit(1)
 	}
+	// Warnings the API server returns to the suite's client are printed, not swallowed.
+	ctrllog.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	timer := &phases{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

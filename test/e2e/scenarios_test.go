@@ -130,6 +130,26 @@ cat forward.err`, net.JoinHostPort(w.node.IP, reversePort), reverseRef("app:v1")
 	nodePull := runJob(t, jobSpec{namespace: nsB, name: "node-path", image: nodeRef("app:v1"), pullPolicy: corev1.PullAlways, script: "echo should-not-run"})
 	require.False(t, nodePull.succeeded)
 	assert.Contains(t, nodePull.events, "403 Forbidden", "the central proxy refused the node listener's relay")
+
+	// B's pod writing the CSI volume for A's connector by hand: the driver refuses the mount and
+	// the pod's events say why.
+	mount := jobSpec{namespace: nsB, name: "csi-borrow", image: localCraneImage, pullPolicy: corev1.PullNever, script: "echo should-not-run",
+		mutate: func(j *batchv1.Job) {
+			spec := &j.Spec.Template.Spec
+			spec.Volumes = append(spec.Volumes, corev1.Volume{Name: policies.VolumeName, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+				Driver: policies.CSIDriverName, ReadOnly: ptr(true), VolumeAttributes: map[string]string{policies.CSIAttrConnectors: nsA + "/" + connectorName}}}})
+			spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: policies.VolumeName, MountPath: policies.MountPath})
+		}}.build()
+	require.NoError(t, w.node.Client.Create(ctx, mount))
+	t.Cleanup(func() { _ = w.node.Client.Delete(context.Background(), mount) })
+	require.NoError(t, waitFor(ctx, 2*time.Minute, func() (bool, error) {
+		pod, ok := jobPod(ctx, t, mount)
+		return ok && strings.Contains(podEvents(ctx, t, pod), "FailedMount"), nil
+	}, func() string { return "no FailedMount event for B's hand-written CSI volume" }))
+	pod, _ := jobPod(ctx, t, mount)
+	events := podEvents(ctx, t, pod)
+	assert.Contains(t, events, "connector team-a/harbor is not visible from namespace team-b")
+	assert.NotEqual(t, corev1.PodRunning, pod.Status.Phase)
 }
 
 // mountTokenAndCA gives a pod what any pod could mount for itself: a token of its own
@@ -162,7 +182,7 @@ if DOCKER_CONFIG=/work/old crane digest %[4]s 2>old.err; then echo FIRST-TOKEN-S
 grep -o 'UNAUTHORIZED[^"]*' old.err | head -1
 echo still-works-after-refresh > f; tar -cf layer.tar f
 crane append --oci-empty-base -f layer.tar -t %[2]s
-crane export %[2]s - | tar -xO f`, net.JoinHostPort(w.node.IP, reversePort), ref, tokenLifetime+20, reverseRef("app:v1"))})
+crane export %[2]s - | tar -xO f`, net.JoinHostPort(w.node.IP, reversePort), ref, tokenLifetime+expiryLeeway+30, reverseRef("app:v1"))})
 	require.True(t, res.succeeded, "events:\n%s\nlogs:\n%s", res.events, res.logs)
 	assert.Contains(t, res.logs, "token re-rendered after")
 	assert.NotContains(t, res.logs, "FIRST-TOKEN-STILL-ACCEPTED", "the first token expired: the refresh was needed")
@@ -170,6 +190,10 @@ crane export %[2]s - | tar -xO f`, net.JoinHostPort(w.node.IP, reversePort), ref
 	assert.Contains(t, res.logs, "still-works-after-refresh")
 	assertNoCredential(t, res)
 }
+
+// expiryLeeway is how long past its exp the API server still accepts a token: it validates
+// claims with go-jose's default leeway of one minute (pkg/serviceaccount/claims.go).
+const expiryLeeway = 60
 
 func envOf(c corev1.Container) map[string]string {
 	out := map[string]string{}
