@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/alauda/harbor-connector/policies"
 )
@@ -141,7 +143,9 @@ cat forward.err`, net.JoinHostPort(w.node.IP, reversePort), reverseRef("app:v1")
 			spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: policies.VolumeName, MountPath: policies.MountPath})
 		}}.build()
 	require.NoError(t, w.node.Client.Create(ctx, mount))
-	t.Cleanup(func() { _ = w.node.Client.Delete(context.Background(), mount) })
+	t.Cleanup(func() {
+		_ = w.node.Client.Delete(context.Background(), mount, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	})
 	require.NoError(t, waitFor(ctx, 2*time.Minute, func() (bool, error) {
 		pod, ok := jobPod(ctx, t, mount)
 		return ok && strings.Contains(podEvents(ctx, t, pod), "FailedMount"), nil
