@@ -85,7 +85,8 @@ type Node struct {
 	procs    map[string]*process
 	// envtest runs the API server; its output goes here.
 	apiserverLog *os.File
-	keepLogs     bool // Start failed: keep the component logs after Stop
+	keepLogs     bool     // Start failed: keep the component logs after Stop
+	lock         *os.File // the bridge's lock (reclaim.go), held until Stop is done
 	stopOnce     sync.Once
 	stopErr      error
 }
@@ -115,8 +116,17 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Options.BridgeCIDR: %w", err)
 	}
+	lock, err := lockBridge(opts.Bridge)
+	if err != nil {
+		return nil, err
+	}
+	if err := reclaimCrashed(opts.Bridge, opts.Log); err != nil {
+		unlockBridge(lock)
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "hce2e-node-")
 	if err != nil {
+		unlockBridge(lock)
 		return nil, err
 	}
 	n := &Node{
@@ -130,6 +140,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		cgroupRoot:  "/" + opts.Bridge,
 		containerd:  newContainerdPaths(dir),
 		procs:       map[string]*process{},
+		lock:        lock,
 	}
 	n.ContainerdSocket = n.containerd.Socket
 	if err := n.start(ctx); err != nil {
@@ -218,7 +229,9 @@ func (n *Node) preflight(ctx context.Context) (string, error) {
 			n.containerd.Snapshotter = "native"
 		}
 	}
-	// Record the host state Stop restores before anything changes it.
+	// Record the host state Stop restores before anything changes it, on disk too, for the
+	// next run should this one end without Stop (reclaim.go).
+	n.sysctls = readSysctls()
 	n.iptables, err = saveIPTables(ctx)
 	if err != nil {
 		return "", err
@@ -228,6 +241,9 @@ func (n *Node) preflight(ctx context.Context) (string, error) {
 		if _, err := os.Lstat(d); os.IsNotExist(err) {
 			n.hostDirs[d] = true
 		}
+	}
+	if err := n.writeHostState(); err != nil {
+		return "", err
 	}
 	return assets, os.MkdirAll(n.logDir, 0o755)
 }
@@ -241,7 +257,6 @@ func (n *Node) preflight(ctx context.Context) (string, error) {
 var globalDirs = []string{"/var/log/containers", "/var/log/pods", "/var/lib/cni", "/run/containerd", "/var/lib/kubelet", "/run/netns"}
 
 func (n *Node) setUpNetwork(ctx context.Context) error {
-	n.sysctls = readSysctls()
 	if err := createBridge(ctx, n.opts.Bridge, n.opts.BridgeCIDR); err != nil {
 		return err
 	}
@@ -271,9 +286,23 @@ func (n *Node) startAPIServer(ctx context.Context) error {
 		return err
 	}
 	n.apiserverLog = apiLog
+	// etcd's data and the API server's certificates live in the node's directory, so their
+	// processes name it: Stop, or the next Start after a crashed run (reclaim.go), finds and
+	// kills them with the rest. envtest starts them without Pdeathsig.
+	certDir, dataDir := filepath.Join(n.Dir, "kube-apiserver"), filepath.Join(n.Dir, "etcd")
+	for _, d := range []string{certDir, dataDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
 	opts = append(opts, func(env *envtest.Environment, _ string) {
 		api := env.ControlPlane.GetAPIServer()
 		api.Out, api.Err = apiLog, apiLog
+		api.CertDir = certDir
+		if env.ControlPlane.Etcd == nil {
+			env.ControlPlane.Etcd = &envtest.Etcd{}
+		}
+		env.ControlPlane.Etcd.DataDir = dataDir
 		// Known before it starts, so Stop can stop (and remove the directories of) an
 		// environment that failed halfway: envtest does not on its own.
 		n.Env = env

@@ -61,13 +61,7 @@ func (n *Node) stop() error {
 	step("kube-apiserver", func() error {
 		var err error
 		if n.Env != nil {
-			certDir := n.Env.ControlPlane.GetAPIServer().CertDir
 			err = n.Env.Stop()
-			// When kube-apiserver failed to start, envtest's retries reuse a temporary
-			// certificate directory that its Stop then no longer removes.
-			if strings.HasPrefix(filepath.Base(certDir), "k8s_test_framework_") {
-				_ = os.RemoveAll(certDir)
-			}
 		}
 		if n.apiserverLog != nil {
 			_ = n.apiserverLog.Close()
@@ -131,6 +125,7 @@ func (n *Node) stop() error {
 		n.logf("node: left %s in place for inspection", n.Dir)
 	}
 	n.logf("node: %-33s %6.1fs", "stopped", time.Since(total).Seconds())
+	unlockBridge(n.lock)
 	if err != nil {
 		return fmt.Errorf("stopping the node: %w", err)
 	}
