@@ -35,6 +35,7 @@ vet:
 	go vet ./...
 
 test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites. Prints phase durations.
+	@$(PHASE) --reset
 	@$(PHASE) "envtest assets (kube-apiserver, etcd, kubectl)" test/tools/k8s-assets.sh
 	@$(PHASE) "registry clients" test/tools/clients.sh
 	@$(PHASE) "generated files are up to date" test/tools/check-generated.sh
