@@ -48,6 +48,9 @@ type Driver struct {
 	ForwardProxy, ForwardProxyTLS, ReverseHost string
 	// CABundle returns the current bundle (re-read so a CA rotation reaches new publishes).
 	CABundle func() ([]byte, error)
+	// Tmpfs mounts each volume as its own tmpfs (tmpfs.go): the token stays off the node's
+	// disk. Off only where the driver cannot mount (unit tests without root).
+	Tmpfs bool
 }
 
 // Version is the driver's version, reported to the kubelet.
@@ -135,16 +138,25 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if d.Tmpfs {
+		if err := mountTmpfs(req.GetTargetPath()); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+	}
 	if err := WriteAtomically(req.GetTargetPath(), files); err != nil {
 		return nil, status.Errorf(codes.Internal, "writing files: %v", err)
 	}
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
-// NodeUnpublishVolume removes the pod's files.
+// NodeUnpublishVolume unmounts the volume's tmpfs and removes the pod's files.
 func (d *Driver) NodeUnpublishVolume(_ context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	if req.GetTargetPath() == "" {
 		return nil, status.Error(codes.InvalidArgument, "target path is required")
+	}
+	// Whatever Tmpfs says now: the volume may have been published by an earlier driver run.
+	if err := unmountTmpfs(req.GetTargetPath()); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
 	}
 	if err := os.RemoveAll(req.GetTargetPath()); err != nil {
 		return nil, status.Errorf(codes.Internal, "removing %s: %v", req.GetTargetPath(), err)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -107,4 +109,49 @@ func TestPublishNeedsTheTokenAndEphemeral(t *testing.T) {
 		VolumeContext: map[string]string{"connectors": "team-a/harbor", ctxPodNamespace: "team-a"}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "inline ephemeral")
+}
+
+// Each volume is its own tmpfs, so the token never reaches the node's disk; a republish writes
+// into the same mount, and unpublish unmounts it.
+func TestPublishMountsATmpfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root; CI runs as root")
+	}
+	d := driver()
+	d.Tmpfs = true
+	target := filepath.Join(t.TempDir(), "mount")
+	t.Cleanup(func() { _ = unix.Unmount(target, unix.MNT_DETACH) })
+	require.NoError(t, publish(t, d, target, "team-a", "first-token"))
+	assert.Equal(t, []string{"tmpfs"}, fsTypes(t, target), "one tmpfs on the target")
+	require.NoError(t, publish(t, d, target, "team-a", "second-token"))
+	assert.Equal(t, []string{"tmpfs"}, fsTypes(t, target), "a republish reuses the mount")
+	b, err := os.ReadFile(filepath.Join(target, FileToken))
+	require.NoError(t, err)
+	assert.Equal(t, "second-token", string(b))
+
+	_, err = d.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{TargetPath: target})
+	require.NoError(t, err)
+	assert.Empty(t, fsTypes(t, target), "unmounted")
+	_, err = os.Stat(target)
+	assert.True(t, os.IsNotExist(err))
+}
+
+// fsTypes lists the file-system types mounted exactly at dir, from /proc/self/mountinfo.
+func fsTypes(t *testing.T, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	require.NoError(t, err)
+	var types []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != dir {
+			continue
+		}
+		for i, field := range f {
+			if field == "-" && i+1 < len(f) {
+				types = append(types, f[i+1])
+			}
+		}
+	}
+	return types
 }

@@ -24,6 +24,7 @@ func main() {
 		endpoint, registrationDir, nodeID, audience string
 		forward, forwardTLS, reverseHost, caFiles   string
 		metricsAddr, probeAddr                      string
+		tmpfs                                       bool
 	)
 	flag.StringVar(&endpoint, "endpoint", "/var/lib/kubelet/plugins/connectors-csi/csi.sock", "the CSI socket the kubelet calls")
 	flag.StringVar(&registrationDir, "kubelet-registration-dir", "/var/lib/kubelet/plugins_registry", "the kubelet's plugin registration directory (empty: do not register)")
@@ -33,6 +34,7 @@ func main() {
 	flag.StringVar(&forwardTLS, "forward-proxy-tls", "https://connectors-proxy.connectors-system.svc:3129", "the proxy's TLS forward listener (https.proxy, .env)")
 	flag.StringVar(&reverseHost, "reverse-host", "connectors-proxy.connectors-system.svc", "the reverse proxy's host[:port] (config.json, buildkitd.toml)")
 	flag.StringVar(&caFiles, "ca-bundle-files", "/etc/connectors/proxy-ca/ca.crt,/etc/connectors/intercept-ca/ca.crt", "comma-separated PEM files rendered into ca.crt (proxy serving CA, interception CA; re-read on every publish)")
+	flag.BoolVar(&tmpfs, "tmpfs", true, "mount each volume as its own tmpfs, so the pod's token never touches the node's disk (needs CAP_SYS_ADMIN)")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Prometheus endpoint; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8082", "/healthz and /readyz")
 	zapOpts := zap.Options{}
@@ -41,7 +43,7 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	if err := run(endpoint, registrationDir, metricsAddr, probeAddr, &csi.Driver{
 		NodeID: nodeID, Audience: audience, ForwardProxy: forward, ForwardProxyTLS: forwardTLS, ReverseHost: reverseHost,
-		CABundle: bundleReader(wiring.List(caFiles)),
+		CABundle: bundleReader(wiring.List(caFiles)), Tmpfs: tmpfs,
 	}); err != nil {
 		ctrl.Log.Error(err, "csi driver stopped")
 		os.Exit(1)

@@ -87,11 +87,13 @@ crane digest %[1]s`, ref)})
 }
 
 // 3. The mounted config.json (a ServiceAccount token for the reverse host) and the mounted CA
-// are all crane needs to push and pull through the reverse address.
+// are all crane needs to push and pull through the reverse address. The volume is a tmpfs.
 func reversePushPull(t *testing.T) {
 	ref := reverseRef("reverse:v1")
 	res := runJob(t, jobSpec{namespace: nsA, name: "reverse-push-pull", image: w.craneImage(), connector: connectorName, script: fmt.Sprintf(
 		`test -s "$DOCKER_CONFIG/config.json"
+# The files (the pod's token) are on the volume's own tmpfs, not the node's disk.
+grep " $DOCKER_CONFIG " /proc/self/mountinfo | grep -q " - tmpfs connectors-csi " || { echo "$DOCKER_CONFIG is not the driver's tmpfs:"; grep " $DOCKER_CONFIG " /proc/self/mountinfo; exit 1; }
 echo pushed-through-the-reverse-proxy > f; tar -cf layer.tar f
 crane append --oci-empty-base -f layer.tar -t %[1]s
 crane export %[1]s - | tar -xO f`, ref)})
