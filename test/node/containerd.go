@@ -264,8 +264,10 @@ func listeningSockets(pid int) []string {
 	return paths
 }
 
-// waitGone waits briefly for a killed process to disappear (or become a zombie: its parent,
-// not us, reaps it).
+// waitGone waits briefly for a killed process to disappear or become a finished zombie (its
+// parent, not us, reaps it). A multi-threaded process's leader shows "Z" as soon as its main
+// thread exits, while the other threads still tear down and /proc/<pid>/cmdline still reads;
+// it is finished once its memory is released and cmdline reads empty.
 func waitGone(pid int) {
 	_ = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
 		stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
@@ -274,6 +276,10 @@ func waitGone(pid int) {
 		}
 		// "pid (comm) S ...": the state follows the last ')'.
 		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
-		return strings.HasPrefix(strings.TrimSpace(rest), "Z"), nil
+		if !strings.HasPrefix(strings.TrimSpace(rest), "Z") {
+			return false, nil
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		return err != nil || len(cmdline) == 0, nil
 	})
 }

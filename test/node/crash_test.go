@@ -29,6 +29,9 @@ var crashOptions = node.Options{Bridge: "hce2e9", BridgeCIDR: "10.89.0.1/24", Po
 
 const crashChildEnv = "HCE2E_CRASH_CHILD"
 
+// survivorSeconds makes the crashed run's container process recognisable by its command line.
+const survivorSeconds = "3599"
+
 // TestStartAfterCrash: a run killed without Stop (SIGKILL: an OOM kill, a cancelled CI job)
 // leaves a running container, its mounts, the bridge and cgroups behind; the next Start on that
 // bridge cleans all of it up from the crashed run's record instead of refusing to start.
@@ -63,12 +66,14 @@ func TestStartAfterCrash(t *testing.T) {
 	require.NotEmpty(t, mountsUnder(t, crashedDir), "the killed run left mounts (else this test proves nothing)")
 	_, err = net.InterfaceByName(crashOptions.Bridge)
 	require.NoError(t, err, "the killed run left its bridge")
+	require.NotEmpty(t, processesMentioning("sleep\x00"+survivorSeconds), "the killed run left its container running")
 
 	opts := crashOptions
 	opts.Log = t.Logf
 	n, err := node.Start(ctx, opts)
 	require.NoError(t, err, "Start after a crashed run on the same bridge")
-	assert.Empty(t, processesMentioning(crashedDir), "the crashed run's container and shim are gone")
+	assert.Empty(t, processesMentioning(crashedDir), "the crashed run's components and shims are gone")
+	assert.Empty(t, processesMentioning("sleep\x00"+survivorSeconds), "the crashed run's container is gone")
 	assert.Empty(t, mountsUnder(t, crashedDir), "the crashed run's mounts are gone")
 	_, err = os.Stat(crashedDir)
 	assert.True(t, os.IsNotExist(err), "the crashed run's directory is removed: %v", err)
@@ -100,15 +105,15 @@ func runNodeUntilKilled(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "survivor", Namespace: "default"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{
 			Name: "survivor", Image: busybox, ImagePullPolicy: corev1.PullNever,
-			Command: []string{"sleep", "3600"},
+			Command: []string{"sh", "-c", "exec sleep " + survivorSeconds},
 		}}},
 	}
 	require.NoError(t, n.Client.Create(ctx, pod))
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		err := n.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
-		return err == nil && pod.Status.Phase == corev1.PodRunning, nil
+		return err == nil && len(pod.Status.ContainerStatuses) == 1 && pod.Status.ContainerStatuses[0].State.Running != nil, nil
 	})
-	require.NoError(t, err, "pod status: %+v", pod.Status)
+	require.NoError(t, err, "the container is not running: %+v", pod.Status)
 	fmt.Printf("CRASH-READY %s\n", n.Dir)
 	time.Sleep(time.Hour) // killed by the parent, without Stop
 }

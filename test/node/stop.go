@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -183,21 +184,33 @@ func (n *Node) deletePods(ctx context.Context) error {
 }
 
 // killLeftovers kills any process whose command line still names the node's directory (a
-// component or shim that survived its stop); only the node's own processes can.
+// component or shim that survived its stop); only the node's own processes can. It repeats
+// until none is left: after a crashed run, a containerd or kubelet still shutting down on its
+// Pdeathsig can start a shim or runc between two passes.
 func (n *Node) killLeftovers() error {
-	pids := processesMentioning(n.Dir)
-	if len(pids) == 0 {
-		return nil
+	var killed []int
+	for pass := 0; pass < 20; pass++ {
+		pids := processesMentioning(n.Dir)
+		if len(pids) == 0 {
+			if len(killed) > 0 {
+				n.logf("node: killed leftover processes %v", killed)
+			}
+			return nil
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		for _, pid := range pids {
+			waitGone(pid)
+		}
+		killed = append(killed, pids...)
 	}
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		waitGone(pid)
+	var desc []string
+	for _, pid := range processesMentioning(n.Dir) {
+		stat, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		desc = append(desc, strings.TrimSpace(string(stat)))
 	}
-	if left := processesMentioning(n.Dir); len(left) > 0 {
-		return fmt.Errorf("processes %v survived SIGKILL", left)
-	}
-	n.logf("node: killed leftover processes %v", pids)
-	return nil
+	return fmt.Errorf("processes keep appearing or survive SIGKILL:\n%s", strings.Join(desc, "\n"))
 }
 
 // removeHostDirs removes the global directories the components created (they did not exist
