@@ -42,15 +42,12 @@ func PodNeedsPull(pod *corev1.Pod, req PullRequest) bool {
 	return false
 }
 
-// podImages lists every image the kubelet may pull for a pod, ephemeral containers included
-// (they are not rewritten by the webhook, but a hand-written proxy path in one is still a
-// reference the pod makes and the visibility check still applies).
+// podImages lists every image the kubelet may pull for a pod: the containers the webhook
+// rewrites, and ephemeral containers (not rewritten, but a hand-written proxy path in one is
+// still a reference the pod makes, and the visibility check still applies).
 func podImages(spec *corev1.PodSpec) []string {
 	var out []string
-	for _, c := range spec.InitContainers {
-		out = append(out, c.Image)
-	}
-	for _, c := range spec.Containers {
+	for _, c := range allContainers(spec) {
 		out = append(out, c.Image)
 	}
 	for _, c := range spec.EphemeralContainers {

@@ -67,7 +67,8 @@ func (m *mutation) respond(ctx context.Context, req admission.Request, obj any, 
 		skips.WithLabelValues(reason).Add(float64(n))
 	}
 	if err != nil {
-		if IsDenial(err) && req.Operation == admissionv1.Update {
+		switch {
+		case IsDenial(err) && req.Operation == admissionv1.Update:
 			// An object mutated at creation is only re-mutated on UPDATE so a re-applied manifest
 			// stays a no-op; that must never block its lifecycle. When its connector was deleted
 			// or is no longer visible, a denial here would refuse every later update, including
@@ -78,14 +79,14 @@ func (m *mutation) respond(ctx context.Context, req admission.Request, obj any, 
 			resp := admission.Allowed("")
 			resp.Warnings = []string{"admitted unchanged: " + err.Error()}
 			return resp
-		}
-		if IsDenial(err) {
+		case IsDenial(err):
 			m.count(req, resultDenied)
 			logger.Info("denied", "connectors", podMeta.Annotations[policies.AnnotationConnector], "reason", err.Error())
 			return admission.Denied(err.Error())
+		default:
+			logger.Error(err, "admission failed")
+			return m.errored(req, err)
 		}
-		logger.Error(err, "admission failed")
-		return m.errored(req, err)
 	}
 	after, err := json.Marshal(obj)
 	if err != nil {

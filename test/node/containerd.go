@@ -215,7 +215,7 @@ func (n *Node) killTasks(ctx context.Context) error {
 // socket in /run/containerd/s, which is not under the node's directory.
 func killShims(socket string) error {
 	var errs []error
-	for _, pid := range processesMentioning(socket) {
+	for _, pid := range ProcessesMentioning(socket) {
 		if cmdlineArg(pid, "-address") != socket {
 			continue
 		}

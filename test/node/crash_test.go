@@ -66,14 +66,14 @@ func TestStartAfterCrash(t *testing.T) {
 	require.NotEmpty(t, mountsUnder(t, crashedDir), "the killed run left mounts (else this test proves nothing)")
 	_, err = net.InterfaceByName(crashOptions.Bridge)
 	require.NoError(t, err, "the killed run left its bridge")
-	require.NotEmpty(t, processesMentioning("sleep\x00"+survivorSeconds), "the killed run left its container running")
+	require.NotEmpty(t, node.ProcessesMentioning("sleep\x00"+survivorSeconds), "the killed run left its container running")
 
 	opts := crashOptions
 	opts.Log = t.Logf
 	n, err := node.Start(ctx, opts)
 	require.NoError(t, err, "Start after a crashed run on the same bridge")
-	assert.Empty(t, processesMentioning(crashedDir), "the crashed run's components and shims are gone")
-	assert.Empty(t, processesMentioning("sleep\x00"+survivorSeconds), "the crashed run's container is gone")
+	assert.Empty(t, node.ProcessesMentioning(crashedDir), "the crashed run's components and shims are gone")
+	assert.Empty(t, node.ProcessesMentioning("sleep\x00"+survivorSeconds), "the crashed run's container is gone")
 	assert.Empty(t, mountsUnder(t, crashedDir), "the crashed run's mounts are gone")
 	_, err = os.Stat(crashedDir)
 	assert.True(t, os.IsNotExist(err), "the crashed run's directory is removed: %v", err)

@@ -18,34 +18,48 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// mountsUnder lists the mount points at or below dir, deepest (latest mounted) first.
-func mountsUnder(dir string) ([]string, error) {
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry struct{ point, fsType string }
+
+// readMounts parses /proc/self/mountinfo, in its order (parents before children, older before
+// newer mounts on the same point).
+func readMounts() ([]mountEntry, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var mounts []string
+	var out []mountEntry
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1024*1024), 1024*1024)
 	for sc.Scan() {
 		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": field 5 is the
-		// mount point, with spaces and the like octal-escaped.
-		fields := strings.Fields(sc.Text())
+		// mount point, with spaces and the like octal-escaped; the type follows " - ".
+		pre, post, _ := strings.Cut(sc.Text(), " - ")
+		fields, after := strings.Fields(pre), strings.Fields(post)
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescapeMountinfo(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+		e := mountEntry{point: unescapeMountinfo(fields[4])}
+		if len(after) > 0 {
+			e.fsType = after[0]
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
+
+// MountsUnder lists the mount points at or below dir, deepest (latest mounted) first.
+func MountsUnder(dir string) ([]string, error) {
+	all, err := readMounts()
+	var mounts []string
+	// Undo in reverse of mountinfo's order.
+	for i := len(all) - 1; i >= 0; i-- {
+		if mp := all[i].point; mp == dir || strings.HasPrefix(mp, dir+"/") {
 			mounts = append(mounts, mp)
 		}
 	}
-	// mountinfo lists parents before children and older before newer mounts on the same
-	// point: undo in reverse.
-	for i, j := 0, len(mounts)-1; i < j; i, j = i+1, j-1 {
-		mounts[i], mounts[j] = mounts[j], mounts[i]
-	}
-	return mounts, sc.Err()
+	return mounts, err
 }
 
 func unescapeMountinfo(s string) string {
@@ -70,7 +84,7 @@ func unescapeMountinfo(s string) string {
 // still busy because a process has a file open under it).
 func unmountAll(dir string) error {
 	for range 5 { // stacked mounts (the kubelet bind-mounts its root onto itself) need passes
-		mounts, err := mountsUnder(dir)
+		mounts, err := MountsUnder(dir)
 		if err != nil || len(mounts) == 0 {
 			return err
 		}
@@ -80,7 +94,7 @@ func unmountAll(dir string) error {
 			}
 		}
 	}
-	mounts, err := mountsUnder(dir)
+	mounts, err := MountsUnder(dir)
 	if err == nil && len(mounts) > 0 {
 		err = fmt.Errorf("still mounted after unmounting: %s", strings.Join(mounts, ", "))
 	}
@@ -90,24 +104,14 @@ func unmountAll(dir string) error {
 // cgroupHierarchies are the mounted cgroup v1 hierarchies (this host runs cgroup v1 with a
 // cgroup2 "unified" mount beside them: TESTING.md "A real node"), by mount point.
 func cgroupHierarchies() ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+	all, err := readMounts()
 	var dirs []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields, fstype := strings.Fields(pre), strings.Fields(post)
-		if len(fields) >= 5 && len(fstype) > 0 && (fstype[0] == "cgroup" || fstype[0] == "cgroup2") {
-			dirs = append(dirs, unescapeMountinfo(fields[4]))
+	for _, m := range all {
+		if m.fsType == "cgroup" || m.fsType == "cgroup2" {
+			dirs = append(dirs, m.point)
 		}
 	}
-	return dirs, sc.Err()
+	return dirs, err
 }
 
 // createCgroupRoot creates the cgroup the kubelet puts every pod under (cgroupRoot) in each v1
@@ -201,9 +205,9 @@ func cgroupPIDs(dir string) []int {
 	return pids
 }
 
-// processesMentioning returns the PIDs whose command line contains s (the node's directory
-// or containerd socket), other than this process.
-func processesMentioning(s string) []int {
+// ProcessesMentioning returns the PIDs whose command line (NUL-separated arguments) contains s,
+// other than this process: the node's directory or containerd socket, or a test's container.
+func ProcessesMentioning(s string) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {

@@ -130,7 +130,7 @@ func TestNode(t *testing.T) {
 	require.NoError(t, n.Stop(), "Stop is idempotent")
 
 	assert.Empty(t, n.Leftovers(), "what the node left on the host")
-	assert.Empty(t, processesMentioning(dir), "processes of the node left running")
+	assert.Empty(t, node.ProcessesMentioning(dir), "processes of the node left running")
 	assert.Empty(t, mountsUnder(t, dir), "mounts left under the node's directory")
 	_, err = net.InterfaceByName("hce2e0")
 	assert.Error(t, err, "the bridge is deleted")
@@ -179,27 +179,10 @@ func readFile(t *testing.T, path string) string {
 	return strings.TrimSpace(string(data))
 }
 
-// processesMentioning lists the command lines in /proc that contain s.
-func processesMentioning(s string) []string {
-	entries, _ := os.ReadDir("/proc")
-	var found []string
-	for _, e := range entries {
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && e.Name() != "self" && strings.Contains(string(cmdline), s) {
-			found = append(found, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
-		}
-	}
-	return found
-}
-
+// mountsUnder is node.MountsUnder, failing the test when mountinfo cannot be read.
 func mountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	data := readFile(t, "/proc/self/mountinfo")
-	var found []string
-	for _, line := range strings.Split(data, "\n") {
-		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			found = append(found, f[4])
-		}
-	}
-	return found
+	mounts, err := node.MountsUnder(dir)
+	require.NoError(t, err)
+	return mounts
 }

@@ -190,7 +190,7 @@ func (n *Node) deletePods(ctx context.Context) error {
 func (n *Node) killLeftovers() error {
 	var killed []int
 	for pass := 0; pass < 20; pass++ {
-		pids := processesMentioning(n.Dir)
+		pids := ProcessesMentioning(n.Dir)
 		if len(pids) == 0 {
 			if len(killed) > 0 {
 				n.logf("node: killed leftover processes %v", killed)
@@ -206,7 +206,7 @@ func (n *Node) killLeftovers() error {
 		killed = append(killed, pids...)
 	}
 	var desc []string
-	for _, pid := range processesMentioning(n.Dir) {
+	for _, pid := range ProcessesMentioning(n.Dir) {
 		stat, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 		desc = append(desc, strings.TrimSpace(string(stat)))
 	}
@@ -256,10 +256,10 @@ func (n *Node) removeHostDirs() error {
 // Empty after a clean Stop; suites assert it (issue 6: everything started is cleaned).
 func (n *Node) Leftovers() []string {
 	var out []string
-	if pids := processesMentioning(n.Dir); len(pids) > 0 {
+	if pids := ProcessesMentioning(n.Dir); len(pids) > 0 {
 		out = append(out, fmt.Sprintf("processes %v still name %s", pids, n.Dir))
 	}
-	if mounts, err := mountsUnder(n.Dir); err != nil || len(mounts) > 0 {
+	if mounts, err := MountsUnder(n.Dir); err != nil || len(mounts) > 0 {
 		out = append(out, fmt.Sprintf("mounts under %s: %v %v", n.Dir, mounts, err))
 	}
 	if _, err := os.Stat(n.Dir); err == nil {
