@@ -36,7 +36,7 @@ type nodeListener struct {
 	tokenFile string
 }
 
-func startNodeListener(t *testing.T) *nodeListener {
+func startNodeListener(t testing.TB, upstream string) *nodeListener {
 	t.Helper()
 	ctx := context.Background()
 	_ = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: forwarderNS}})
@@ -55,7 +55,7 @@ func startNodeListener(t *testing.T) *nodeListener {
 	require.NoError(t, err)
 	l.addr = ln.Addr().String()
 	fwd := &proxyserver.NodeForwarder{
-		Upstream: &url.URL{Scheme: "https", Host: proxyAddr}, TokenFile: l.tokenFile,
+		Upstream: &url.URL{Scheme: "https", Host: upstream}, TokenFile: l.tokenFile,
 		CAFile: filepath.Join(workDir, "proxy-ca.crt"), Recheck: 50 * time.Millisecond, Log: ctrl.Log,
 	}
 	srvCtx, cancel := context.WithCancel(ctx)
@@ -66,7 +66,7 @@ func startNodeListener(t *testing.T) *nodeListener {
 }
 
 // writeToken binds a fresh token of the listener's ServiceAccount to its pod, as the kubelet does.
-func (l *nodeListener) writeToken(t *testing.T, pod *corev1.Pod) {
+func (l *nodeListener) writeToken(t testing.TB, pod *corev1.Pod) {
 	t.Helper()
 	expiry := int64(600)
 	tr, err := clientset.CoreV1().ServiceAccounts(forwarderNS).CreateToken(context.Background(), forwarderSA, &authenticationv1.TokenRequest{
@@ -84,7 +84,7 @@ func (l *nodeListener) image(ns, connector, repo string) string {
 
 // workloadPod creates a pod as the webhook leaves it: marked, with the status annotation naming
 // the connector and the rewritten image, scheduled on node.
-func workloadPod(t *testing.T, ns, node, connector, image string) *corev1.Pod {
+func workloadPod(t testing.TB, ns, node, connector, image string) *corev1.Pod {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "app-",
@@ -102,7 +102,7 @@ func workloadPod(t *testing.T, ns, node, connector, image string) *corev1.Pod {
 // it. Pushes never leave the node.
 func TestNodePull(t *testing.T) {
 	pushSample(t, "nodeapp")
-	l := startNodeListener(t)
+	l := startNodeListener(t, proxyAddr)
 	home := t.TempDir() // no config.json: the runtime sends no credential of its own
 	pull := func() (string, error) {
 		return runClient(t, home, "crane", "manifest", l.image(nsA, "harbor", "nodeapp"))
@@ -156,7 +156,7 @@ func TestNodePull(t *testing.T) {
 // The listener re-reads its token: after the kubelet rotates it, relayed pulls use the new one.
 func TestNodePullTokenRotation(t *testing.T) {
 	pushSample(t, "rotate")
-	l := startNodeListener(t)
+	l := startNodeListener(t, proxyAddr)
 	workloadPod(t, nsA, nodeName, nsA+"/harbor", l.image(nsA, "harbor", "rotate"))
 	home := t.TempDir()
 	_, err := runClient(t, home, "crane", "manifest", l.image(nsA, "harbor", "rotate"))
