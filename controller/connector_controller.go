@@ -132,25 +132,24 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 // NotProbed rather than guessing.
 func (r *ConnectorReconciler) check(ctx context.Context, c *v1alpha1.Connector) []metav1.Condition {
 	secrets := readSecrets(ctx, r.SecretReader, c)
-	secretResult := ProbeResult{OK: !secrets.Failed, Reason: secrets.Reason, Message: secrets.Message}
 
 	var liveness, auth ProbeResult
 	switch {
 	case secrets.CAFailed:
 		// Without the CA the registry's certificate cannot be verified, so nothing is probed.
 		liveness, auth = notProbed(v1alpha1.ConditionSecretReady), notProbed(v1alpha1.ConditionSecretReady)
-	case secrets.Failed:
+	case !secrets.OK:
 		liveness, _ = r.Prober.Probe(ctx, c, nil, secrets.RootCAs)
 		auth = notProbed(v1alpha1.ConditionSecretReady)
 	default:
 		started := time.Now()
-		liveness, auth = r.Prober.Probe(ctx, c, secrets.Credentials, secrets.RootCAs)
+		liveness, auth = r.Prober.Probe(ctx, c, secrets.Basic, secrets.RootCAs)
 		probeDuration.WithLabelValues(string(c.Spec.ConnectorClassName)).Observe(time.Since(started).Seconds())
 	}
 	proxy := r.Proxy.CheckConnector(ctx, c)
 
 	conds := []metav1.Condition{
-		condition(v1alpha1.ConditionSecretReady, secretResult),
+		condition(v1alpha1.ConditionSecretReady, secrets.ProbeResult),
 		condition(v1alpha1.ConditionLivenessReady, liveness),
 		condition(v1alpha1.ConditionAuthReady, auth),
 		condition(v1alpha1.ConditionProxyReady, proxy),

@@ -3,21 +3,17 @@ package controller
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
-
-	"github.com/docker/distribution/registry/client/auth/challenge"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/registryauth"
 )
 
 // Harbor API paths the probes use. /users/current answers 412 to robot accounts, so the auth
@@ -52,12 +48,10 @@ func (p *Prober) Probe(ctx context.Context, c *v1alpha1.Connector, creds *polici
 		r := ProbeResult{Reason: v1alpha1.ReasonUnreachable, Message: err.Error()}
 		return r, notProbed(v1alpha1.ConditionLivenessReady)
 	}
-	transport := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout: p.timeout(),
-		DisableKeepAlives:   true,
-	}
+	// The proxy's transport: credentials go to the origin only, never through an environment
+	// proxy; one connection per probe.
+	transport := registryauth.NewTransport(roots, nil)
+	transport.DisableKeepAlives = true
 	defer transport.CloseIdleConnections()
 	session := &probeSession{
 		origin:    origin,
@@ -83,7 +77,7 @@ func (p *Prober) timeout() time.Duration {
 	if p.Timeout > 0 {
 		return p.Timeout
 	}
-	return 10 * time.Second
+	return defaultProbeTimeout
 }
 
 type probeSession struct {
@@ -141,52 +135,37 @@ func (s *probeSession) probeOCI(ctx context.Context) (liveness, auth ProbeResult
 		// The registry needs no auth; still check it does not reject the credentials.
 		return liveness, s.expectOK(ctx, base, s.basic)
 	}
-	for _, ch := range challenge.ResponseChallenges(resp) {
-		switch strings.ToLower(ch.Scheme) {
-		case "bearer":
-			return liveness, s.bearerFlow(ctx, base, ch.Parameters)
-		case "basic":
-			return liveness, s.expectOK(ctx, base, s.basic)
-		}
+	scheme, realm, err := registryauth.FromChallenge(resp, s.origin, s.realmHost)
+	switch {
+	case errors.Is(err, registryauth.ErrRealmNotTrusted):
+		// Credentials go only to the Connector's own origin (research proxy-anchors §3.2).
+		return liveness, ProbeResult{Reason: v1alpha1.ReasonRealmNotTrusted, Message: err.Error() +
+			": set spec.address to the registry's external URL, or name the realm's host in the annotation " + policies.AnnotationTokenRealmHost}
+	case err != nil:
+		return liveness, unexpected("GET "+registryBasePath, resp.StatusCode, "the registry's 401 carries no Bearer or Basic challenge")
+	case scheme == registryauth.SchemeBearer:
+		return liveness, s.bearerFlow(ctx, base, realm)
+	default:
+		return liveness, s.expectOK(ctx, base, s.basic)
 	}
-	return liveness, unexpected("GET "+registryBasePath, resp.StatusCode, "the registry's 401 carries no Bearer or Basic challenge")
 }
 
-func (s *probeSession) bearerFlow(ctx context.Context, base string, params map[string]string) ProbeResult {
-	realm, err := url.Parse(params["realm"])
-	if err != nil || realm.Host == "" || !policies.RealmAllowed(s.origin, realm, s.realmHost) {
-		// Credentials go only to the Connector's own origin (research proxy-anchors §3.2).
-		return ProbeResult{Reason: v1alpha1.ReasonRealmNotTrusted, Message: fmt.Sprintf(
-			"the registry's token realm %q is not on %s, so the credentials were not sent: set spec.address to the registry's external URL, or name the realm's host in the annotation "+policies.AnnotationTokenRealmHost,
-			params["realm"], s.origin)}
-	}
-	q := realm.Query()
-	if svc := params["service"]; svc != "" {
-		q.Set("service", svc)
-	}
-	realm.RawQuery = q.Encode()
-	resp, err := s.get(ctx, realm.String(), s.basic)
-	if err != nil {
+func (s *probeSession) bearerFlow(ctx context.Context, base string, realm registryauth.Realm) ProbeResult {
+	ctx, cancel := context.WithTimeout(ctx, s.client.Timeout)
+	defer cancel()
+	tok, err := registryauth.FetchToken(ctx, s.client.Transport, realm, nil, s.creds)
+	var status *registryauth.StatusError
+	switch {
+	case errors.As(err, &status) && errors.Is(err, registryauth.ErrUnauthorized):
+		return unauthorized(s.creds.Username, status.Status)
+	case errors.As(err, &status):
+		return unexpected("GET token realm", status.Status, "check the registry's token service")
+	case errors.Is(err, registryauth.ErrNoToken):
+		return ProbeResult{Reason: v1alpha1.ReasonUnexpectedResponse, Message: "the registry's token service answered 200 without a token"}
+	case err != nil:
 		return transportFailure(err)
 	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return unauthorized(s.creds.Username, resp.StatusCode)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return unexpected("GET token realm", resp.StatusCode, "check the registry's token service")
-	}
-	var tok struct {
-		Token       string `json:"token"`
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, probeBodyLimit)).Decode(&tok); err != nil || (tok.Token == "" && tok.AccessToken == "") {
-		return ProbeResult{Reason: v1alpha1.ReasonUnexpectedResponse, Message: "the registry's token service answered 200 without a token"}
-	}
-	bearer := tok.Token
-	if bearer == "" {
-		bearer = tok.AccessToken
-	}
-	return s.expectOK(ctx, base, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+bearer) })
+	return s.expectOK(ctx, base, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok.Value) })
 }
 
 func (s *probeSession) expectOK(ctx context.Context, target string, authorize func(*http.Request)) ProbeResult {

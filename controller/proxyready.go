@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -117,10 +116,10 @@ func (p *ProxyChecker) probe(ctx context.Context) ProbeResult {
 // be within the interception CA's permitted domains.
 func (p *ProxyChecker) CheckConnector(ctx context.Context, c *v1alpha1.Connector) ProbeResult {
 	if p != nil && len(p.PermittedDomains) > 0 {
-		if u, err := url.Parse(c.Spec.Address); err == nil && !policies.HostPermitted(u.Hostname(), p.PermittedDomains) {
+		if a, err := policies.ParseAddress(c.Spec.Address); err == nil && !policies.HostPermitted(a.Hostname, p.PermittedDomains) {
 			return ProbeResult{Reason: v1alpha1.ReasonHostNotPermitted, Message: fmt.Sprintf(
 				"host %s is outside the interception CA's permitted domains %v, so the forward proxy cannot intercept it: add the domain to the install's permitted domains (and the CA's name constraints) or use the reverse proxy address",
-				u.Hostname(), p.PermittedDomains)}
+				a.Hostname, p.PermittedDomains)}
 		}
 	}
 	return p.Check(ctx)

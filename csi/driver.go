@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 )
 
 // Pod information the kubelet adds to the volume context (CSIDriver podInfoOnMount: true) and the
@@ -23,12 +23,6 @@ const (
 	ctxEphemeral    = "csi.storage.k8s.io/ephemeral"
 	ctxTokens       = "csi.storage.k8s.io/serviceAccount.tokens"
 )
-
-// Lookup reads what authorisation and rendering need.
-type Lookup interface {
-	Connector(ctx context.Context, ref policies.ConnectorRef) (*v1alpha1.Connector, error)
-	Namespace(ctx context.Context, name string) (policies.Namespace, error)
-}
 
 // +kubebuilder:rbac:groups=connectors.alauda.io,resources=connectors,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
@@ -43,7 +37,8 @@ type Driver struct {
 	NodeID string
 	// Audience of the token the driver puts in the files.
 	Audience string
-	Lookup   Lookup
+	// Lookup reads connectors and namespaces for the access seam (authorisation) and rendering.
+	Lookup access.Source
 	// Proxy addresses and the CA bundle rendered into every volume.
 	ForwardProxy, ForwardProxyTLS, ReverseHost string
 	// CABundle returns the current bundle (re-read so a CA rotation reaches new publishes).
@@ -104,24 +99,17 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	from, err := d.Lookup.Namespace(ctx, podNS)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading namespace %s: %v", podNS, err)
-	}
+	resolver := access.Resolver{Source: d.Lookup}
 	infos := make([]ConnectorInfo, 0, len(attrs.Connectors))
 	for _, ref := range attrs.Connectors {
-		owner := from
-		if ref.Namespace != podNS {
-			if owner, err = d.Lookup.Namespace(ctx, ref.Namespace); err != nil {
-				return nil, status.Errorf(codes.PermissionDenied, "pod %s/%s: connector %s is not visible from namespace %s", podNS, vc[ctxPodName], ref, podNS)
-			}
-		}
-		if err := policies.CanUseConnector(from, owner, ref.Name); err != nil {
+		c, err := resolver.Resolve(ctx, podNS, ref)
+		switch {
+		case access.IsNotVisible(err):
 			return nil, status.Errorf(codes.PermissionDenied, "pod %s/%s: %v", podNS, vc[ctxPodName], err)
-		}
-		c, err := d.Lookup.Connector(ctx, ref)
-		if err != nil {
-			return nil, status.Errorf(codes.NotFound, "pod %s/%s: connector %s: %v", podNS, vc[ctxPodName], ref, err)
+		case access.IsNotFound(err):
+			return nil, status.Errorf(codes.NotFound, "pod %s/%s: %v: create the Connector or fix the pod's connector annotation", podNS, vc[ctxPodName], err)
+		case err != nil:
+			return nil, status.Errorf(codes.Unavailable, "pod %s/%s: %v", podNS, vc[ctxPodName], err)
 		}
 		addr := ""
 		if c.Status.Proxy != nil && c.Status.Proxy.HTTPAddress != nil {

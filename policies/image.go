@@ -3,7 +3,6 @@ package policies
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -18,15 +17,6 @@ var dockerHubAliases = map[string]bool{"docker.io": true, "index.docker.io": tru
 type RegistryHost struct {
 	Host   string // normalised host[:port]
 	Scheme string // http or https, deciding which port is the default
-}
-
-// RegistryHostOf reads a connector's spec.address.
-func RegistryHostOf(address string) (RegistryHost, error) {
-	u, err := url.Parse(address)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return RegistryHost{}, fmt.Errorf("address %q is not an http(s) URL with a host", address)
-	}
-	return RegistryHost{Host: normaliseDomain(u.Host, u.Scheme), Scheme: u.Scheme}, nil
 }
 
 // Matches reports whether an image reference's registry domain is this registry.

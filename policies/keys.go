@@ -54,6 +54,16 @@ const (
 	PublicNamespace = "kube-public"
 )
 
+// Install defaults every part agrees on (each is also a flag of the binaries that use it).
+const (
+	// DefaultAudience is the audience of the ServiceAccount tokens the proxy accepts: the CSI
+	// driver renders tokens for it, the node listener's projected token carries it.
+	DefaultAudience = "connectors-proxy"
+	// DefaultPullHost is where rewritten images point: the node pull listener every node runs on
+	// its loopback (container runtimes pull from loopback registries over plain HTTP).
+	DefaultPullHost = "127.0.0.1:5050"
+)
+
 // The injected volume and its files (ARCHITECTURE.md "What a mutation adds", "The CSI driver").
 const (
 	// VolumeName is the one CSI volume injected for all of a workload's connectors.

@@ -1,7 +1,6 @@
 package policies
 
 import (
-	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -10,16 +9,6 @@ import (
 // Where a connector's credentials may go: its registry's origin, and a token realm on that
 // origin or on the host its Connector names. The controller's probes and the proxy apply this
 // one rule (a realm taken from a response is never trusted: GHSA-3p65-76g6-3w7r).
-
-// OriginOf reduces a Connector's spec.address to scheme://host[:port]: the registry API and
-// Harbor's API live at the origin, whatever path the address carries.
-func OriginOf(address string) (*url.URL, error) {
-	u, err := url.Parse(address)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("spec.address %q is not an http(s) URL with a host: set it to e.g. https://harbor.example.com", address)
-	}
-	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
-}
 
 // SameOrigin reports whether two URLs have the same scheme, host (case-insensitively) and port,
 // an omitted port standing for the scheme's default.

@@ -17,7 +17,13 @@ import (
 type SecretProblem struct {
 	Reason  string // a Connector condition reason (v1alpha1.Reason*)
 	Message string
+	// CA: the problem is with the CA Secret, so the registry cannot be verified at all.
+	CA bool
+	// Err is set when the Secret could not be read at all (an API error, not its content).
+	Err error
 }
+
+func (p *SecretProblem) Error() string { return p.Message }
 
 // BasicCredentials are a registry username and password read from a kubernetes.io/basic-auth
 // Secret. They format redacted, so no %v, %+v or %#v can leak the password into a log line, an
@@ -46,7 +52,7 @@ func (c BasicCredentials) Header() string {
 func BasicAuthFromSecret(s *corev1.Secret) (*BasicCredentials, *SecretProblem) {
 	key := s.Namespace + "/" + s.Name
 	if s.Type != corev1.SecretTypeBasicAuth {
-		return nil, &SecretProblem{v1alpha1.ReasonSecretWrongType, fmt.Sprintf(
+		return nil, &SecretProblem{Reason: v1alpha1.ReasonSecretWrongType, Message: fmt.Sprintf(
 			"Secret %s has type %q, want %q: recreate it with type kubernetes.io/basic-auth and keys username, password",
 			key, s.Type, corev1.SecretTypeBasicAuth)}
 	}
@@ -57,7 +63,7 @@ func BasicAuthFromSecret(s *corev1.Secret) (*BasicCredentials, *SecretProblem) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, &SecretProblem{v1alpha1.ReasonSecretMissingKey, fmt.Sprintf(
+		return nil, &SecretProblem{Reason: v1alpha1.ReasonSecretMissingKey, Message: fmt.Sprintf(
 			"Secret %s has no value for %s: set both username and password", key, strings.Join(missing, ", "))}
 	}
 	return &BasicCredentials{Username: string(s.Data[corev1.BasicAuthUsernameKey]), Password: string(s.Data[corev1.BasicAuthPasswordKey])}, nil
@@ -83,7 +89,7 @@ func CAPoolFromSecret(s *corev1.Secret) (*x509.CertPool, *SecretProblem) {
 	for _, k := range keys {
 		certs, err := PEMCertificates(s.Data[k])
 		if err != nil {
-			return nil, &SecretProblem{v1alpha1.ReasonCACertInvalid, fmt.Sprintf(
+			return nil, &SecretProblem{CA: true, Reason: v1alpha1.ReasonCACertInvalid, Message: fmt.Sprintf(
 				"CA Secret %s: key %s holds a certificate that does not parse (%v): replace it with a PEM X.509 certificate", key, k, err)}
 		}
 		for _, cert := range certs {
@@ -92,7 +98,7 @@ func CAPoolFromSecret(s *corev1.Secret) (*x509.CertPool, *SecretProblem) {
 		}
 	}
 	if added == 0 {
-		return nil, &SecretProblem{v1alpha1.ReasonCACertInvalid, fmt.Sprintf(
+		return nil, &SecretProblem{CA: true, Reason: v1alpha1.ReasonCACertInvalid, Message: fmt.Sprintf(
 			"CA Secret %s has no PEM certificate in a key ending .crt or .pem: add the registry's CA certificate (PEM) under e.g. ca.crt", key)}
 	}
 	return pool, nil

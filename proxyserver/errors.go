@@ -6,7 +6,9 @@ package proxyserver
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/url"
 )
 
 // OCI distribution error codes the proxy answers with.
@@ -69,3 +71,13 @@ func writeError(w http.ResponseWriter, code, connector, message string) {
 // challenge asks Docker-style clients for the Basic pair from config.json (username anything,
 // password a ServiceAccount token).
 const challenge = `Basic realm="connectors-proxy"`
+
+// unwrapURL drops the URL from a *url.Error: upload URLs carry opaque state that has no place
+// in messages.
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

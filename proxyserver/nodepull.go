@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 )
 
@@ -28,6 +29,8 @@ type NodePulls struct {
 	// Live reads pods from the API server when the cache has no match: the kubelet can start
 	// pulling before the proxy's informer has seen the pod's binding to the node.
 	Live client.Reader
+	// Access applies the visibility rule to the namespace of each candidate pod.
+	Access *access.Resolver
 }
 
 // IsForwarder reports whether a verified caller is a node pull listener.
@@ -35,43 +38,45 @@ func (n *NodePulls) IsForwarder(id identity.Identity) bool {
 	return n != nil && n.Forwarders[id.String()]
 }
 
-// Authorize decides one relayed request. visible applies the connector visibility rule to the
-// namespace of the pod that justifies the pull.
-func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, method string, route Route, visible func(ctx context.Context, namespace string, ref policies.ConnectorRef) error) error {
+// Authorize decides one relayed request and returns the namespace of the pod that justifies
+// it, from which the connector is then resolved.
+func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, method string, route Route) (string, error) {
 	if method != http.MethodGet && method != http.MethodHead || (route.Kind != KindManifest && route.Kind != KindBlob) {
-		return fmt.Errorf("the node pull listener (%s) may only read manifests and blobs, not %s %s", id, method, route.Kind)
+		return "", fmt.Errorf("the node pull listener (%s) may only read manifests and blobs, not %s %s", id, method, route.Kind)
 	}
 	if id.NodeName == "" {
-		return fmt.Errorf("the node pull listener's token (%s) names no node: it must be a pod-bound token from an API server that records the node (Kubernetes 1.30 or later)", id)
+		return "", fmt.Errorf("the node pull listener's token (%s) names no node: it must be a pod-bound token from an API server that records the node (Kubernetes 1.30 or later)", id)
 	}
 	req := policies.PullRequest{Node: id.NodeName, Connector: route.Connector, Repository: route.Repository}
 	for _, reader := range []client.Reader{n.Pods, n.Live} {
 		if reader == nil {
 			continue
 		}
-		ok, err := n.justified(ctx, reader, req, visible)
+		namespace, err := n.justifiedBy(ctx, reader, req)
 		if err != nil {
-			return fmt.Errorf("listing pods on node %s: %v", req.Node, err)
+			return "", fmt.Errorf("listing pods on node %s: %v", req.Node, err)
 		}
-		if ok {
-			return nil
+		if namespace != "" {
+			return namespace, nil
 		}
 	}
-	return fmt.Errorf("%s", policies.NodePullRefusal(req))
+	return "", fmt.Errorf("%s", policies.NodePullRefusal(req))
 }
 
-func (n *NodePulls) justified(ctx context.Context, reader client.Reader, req policies.PullRequest, visible func(context.Context, string, policies.ConnectorRef) error) (bool, error) {
+// justifiedBy is the namespace of a pod on the node that needs the pull and may use the
+// connector, "" when none does.
+func (n *NodePulls) justifiedBy(ctx context.Context, reader client.Reader, req policies.PullRequest) (string, error) {
 	var pods corev1.PodList
 	if err := reader.List(ctx, &pods, client.MatchingLabels{policies.LabelProxyInjected: "true"}, client.MatchingFields{podNodeIndex: req.Node}); err != nil {
-		return false, err
+		return "", err
 	}
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if policies.PodNeedsPull(pod, req) && visible(ctx, pod.Namespace, req.Connector) == nil {
-			return true, nil
+		if policies.PodNeedsPull(pod, req) && n.Access.CheckVisible(ctx, pod.Namespace, req.Connector) == nil {
+			return pod.Namespace, nil
 		}
 	}
-	return false, nil
+	return "", nil
 }
 
 func indexPodNode(obj client.Object) []string {

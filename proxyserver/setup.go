@@ -3,8 +3,6 @@ package proxyserver
 import (
 	"context"
 	"fmt"
-	"net"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,40 +13,26 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 	"github.com/alauda/harbor-connector/proxyserver/upstream"
 )
-
-// Options configure the proxy's handler.
-type Options struct {
-	Audiences              []string
-	TokenReviewTTL         time.Duration
-	TokenReviewNegativeTTL time.Duration
-	MaxStreamsPerIdentity  int
-	MaxStreamsPerConnector int
-	MaxTokenFetches        int
-	StallTimeout           time.Duration
-	// NodeForwarders are the ServiceAccounts ("<namespace>/<name>") of the node pull listeners;
-	// empty disables node pulls.
-	NodeForwarders []string
-	// Dial overrides how registries are dialled (tests map host names to loopback).
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-}
 
 // +kubebuilder:rbac:groups=connectors.alauda.io,resources=connectors,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 
-// NewHandler wires the reverse-mode handler to a manager: Connectors and Namespaces from its
-// informer cache, Secrets read live and watched by metadata (a change drops the connector's
+// NewHandler wires the handler to a manager: Connectors and Namespaces from its informer cache
+// (through the access seam), Secrets read live and watched by metadata (a change drops the connector's
 // upstream state, tokens included), callers verified by TokenReview.
 func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, error) {
+	opts = opts.withDefaults()
 	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
 		return nil, err
 	}
-	store := &upstream.Store{Connectors: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Dial: opts.Dial, MaxTokenFetches: opts.MaxTokenFetches}
+	store := &upstream.Store{Secrets: mgr.GetAPIReader(), Dial: opts.Dial, MaxTokenFetches: opts.MaxTokenFetches}
 
 	secrets, err := mgr.GetCache().GetInformer(ctx, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}})
 	if err != nil {
@@ -82,27 +66,16 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}); err != nil {
 		return nil, fmt.Errorf("watching Namespaces: %w", err)
 	}
-	audiences := opts.Audiences
-	if len(audiences) == 0 {
-		audiences = []string{identity.DefaultAudience}
-	}
+	resolver := &access.Resolver{Source: &access.CachedSource{Cache: mgr.GetClient()}}
 	var nodePulls *NodePulls
 	if len(opts.NodeForwarders) > 0 {
-		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: mgr.GetAPIReader()}
+		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: mgr.GetAPIReader(), Access: resolver}
 		for _, sa := range opts.NodeForwarders {
 			nodePulls.Forwarders[sa] = true
 		}
 	}
-	return &Handler{
-		NodePulls: nodePulls,
-		Store:     store,
-		Reviewer: &identity.Reviewer{Client: clientset, Audiences: audiences,
-			PositiveTTL: orDefault(opts.TokenReviewTTL, time.Minute), NegativeTTL: orDefault(opts.TokenReviewNegativeTTL, 10*time.Second)},
-		Namespaces:   CachedNamespaces{Reader: mgr.GetClient()},
-		Limits:       &Limiter{PerIdentity: opts.MaxStreamsPerIdentity, PerConnector: opts.MaxStreamsPerConnector},
-		Log:          mgr.GetLogger().WithName("proxy"),
-		StallTimeout: opts.StallTimeout,
-	}, nil
+	reviewer := &identity.Reviewer{Client: clientset, Audiences: opts.Audiences, PositiveTTL: opts.TokenReviewTTL, NegativeTTL: opts.TokenReviewNegativeTTL}
+	return newHandler(reviewer, resolver, nodePulls, store, opts, mgr.GetLogger().WithName("proxy")), nil
 }
 
 func invalidateSecret(store *upstream.Store, obj any) {
@@ -117,11 +90,4 @@ func objectOf(obj any) client.Object {
 	}
 	o, _ := obj.(client.Object)
 	return o
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }

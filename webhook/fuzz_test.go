@@ -7,6 +7,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/alauda/harbor-connector/policies/access"
 )
 
 // FuzzPodMutation admits pods built from random images, container layouts, env and volumes:
@@ -65,6 +67,6 @@ func FuzzPodMutation(f *testing.F) {
 	})
 }
 
-func fuzzLookup(t *testing.T) Lookup {
+func fuzzLookup(t *testing.T) access.Source {
 	return loadInjector(t).Lookup
 }

@@ -9,18 +9,19 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 )
 
 // Injector is the core both handlers share.
 type Injector struct {
 	Config policies.InjectionConfig
-	Lookup Lookup
+	// Lookup reads connectors and namespaces (the manager's cache, one live read on a miss).
+	Lookup access.Source
 }
 
 // errDenied marks errors that deny admission (bad input), as opposed to internal errors.
@@ -60,33 +61,20 @@ func (in *Injector) Inject(ctx context.Context, namespace string, podMeta *metav
 	return outcome, nil
 }
 
-// resolve looks up each connector and checks the namespace may use it.
+// resolve looks up each connector through the access seam, which applies the visibility rule.
 func (in *Injector) resolve(ctx context.Context, namespace string, refs []policies.ConnectorRef) ([]policies.ResolvedConnector, error) {
-	from, err := in.Lookup.Namespace(ctx, namespace)
-	if err != nil {
-		return nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
-	}
+	resolver := access.Resolver{Source: in.Lookup}
 	out := make([]policies.ResolvedConnector, 0, len(refs))
 	for _, ref := range refs {
-		c, err := in.Lookup.Connector(ctx, ref)
-		if apierrors.IsNotFound(err) {
+		c, err := resolver.Resolve(ctx, namespace, ref)
+		switch {
+		case access.IsNotVisible(err):
+			return nil, deny("annotation %s: %v", policies.AnnotationConnector, err)
+		case access.IsNotFound(err):
 			return nil, deny("annotation %s names connector %s, which does not exist: create the Connector or fix the annotation",
 				policies.AnnotationConnector, ref)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading connector %s: %w", ref, err)
-		}
-		owner := from
-		if ref.Namespace != namespace {
-			if owner, err = in.Lookup.Namespace(ctx, ref.Namespace); err != nil {
-				if apierrors.IsNotFound(err) {
-					return nil, deny("annotation %s names connector %s, whose namespace does not exist", policies.AnnotationConnector, ref)
-				}
-				return nil, fmt.Errorf("reading namespace %s: %w", ref.Namespace, err)
-			}
-		}
-		if err := policies.CanUseConnector(from, owner, ref.Name); err != nil {
-			return nil, deny("annotation %s: %v", policies.AnnotationConnector, err)
+		case err != nil:
+			return nil, err
 		}
 		out = append(out, policies.ResolvedConnector{Ref: ref, Address: c.Spec.Address, NotReady: notReady(c)})
 	}

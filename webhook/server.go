@@ -3,6 +3,8 @@ package webhook
 import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/alauda/harbor-connector/policies/access"
 )
 
 // Paths the MutatingWebhookConfiguration in config/webhook points at.
@@ -19,7 +21,7 @@ const (
 // manager's informer cache, with one live read on a miss.
 func Register(mgr ctrl.Manager, injector *Injector) {
 	if injector.Lookup == nil {
-		injector.Lookup = &CachedLookup{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()}
+		injector.Lookup = &access.CachedSource{Cache: mgr.GetClient(), Live: mgr.GetAPIReader(), OnMiss: lookupMisses.Inc}
 	}
 	server := mgr.GetWebhookServer()
 	server.Register(PodsPath, &webhook.Admission{Handler: &PodHandler{Injector: injector}})

@@ -16,7 +16,8 @@ import (
 
 	"github.com/alauda/harbor-connector/cmd/internal/wiring"
 	"github.com/alauda/harbor-connector/csi"
-	"github.com/alauda/harbor-connector/webhook"
+	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 )
 
 func main() {
@@ -29,7 +30,7 @@ func main() {
 	flag.StringVar(&endpoint, "endpoint", "/var/lib/kubelet/plugins/connectors-csi/csi.sock", "the CSI socket the kubelet calls")
 	flag.StringVar(&registrationDir, "kubelet-registration-dir", "/var/lib/kubelet/plugins_registry", "the kubelet's plugin registration directory (empty: do not register)")
 	flag.StringVar(&nodeID, "node-id", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
-	flag.StringVar(&audience, "audience", "connectors-proxy", "audience of the kubelet-issued token rendered into the files")
+	flag.StringVar(&audience, "audience", policies.DefaultAudience, "audience of the kubelet-issued token rendered into the files")
 	flag.StringVar(&forward, "forward-proxy", "http://connectors-proxy.connectors-system.svc:3128", "the proxy's plain forward listener (http.proxy)")
 	flag.StringVar(&forwardTLS, "forward-proxy-tls", "https://connectors-proxy.connectors-system.svc:3129", "the proxy's TLS forward listener (https.proxy, .env)")
 	flag.StringVar(&reverseHost, "reverse-host", "connectors-proxy.connectors-system.svc", "the reverse proxy's host[:port] (config.json, buildkitd.toml)")
@@ -68,7 +69,7 @@ func run(endpoint, registrationDir, metricsAddr, probeAddr string, driver *csi.D
 	}
 	// Connectors and namespaces from the informer cache, one live read on a miss: the same
 	// lookup the webhook uses.
-	driver.Lookup = &webhook.CachedLookup{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()}
+	driver.Lookup = &access.CachedSource{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()}
 	if err := mgr.Add(&csi.Server{Driver: driver, Endpoint: endpoint, RegistrationDir: registrationDir, Log: ctrl.Log.WithName("csi")}); err != nil {
 		return err
 	}

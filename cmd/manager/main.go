@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -27,51 +26,48 @@ import (
 
 func main() {
 	var (
-		metricsAddr, probeAddr       string
-		leaderElect                  bool
-		leaderElectionNamespace      string
-		proxyAddress, proxyReadyURL  string
-		proxyCAFile                  string
-		probeInterval, retryInterval time.Duration
-		probeTimeout                 time.Duration
-		webhookEnabled               bool
-		webhookPort                  int
-		webhookCertDir               string
-		forwardProxyURL, pullHost    string
-		noProxy                      string
-		permittedDomains             string
+		metricsAddr, probeAddr    string
+		leaderElect               bool
+		leaderElectionNamespace   string
+		copts                     = controller.DefaultOptions()
+		webhookEnabled            bool
+		webhookPort               int
+		webhookCertDir            string
+		forwardProxyURL, pullHost string
+		noProxy                   string
+		permittedDomains          string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect one active controller among replicas (a Lease in --leader-election-namespace)")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease; required out of cluster")
-	flag.StringVar(&proxyAddress, "proxy-address", "", "base URL of the registry proxy as workloads reach it, e.g. https://connectors-proxy.connectors-system.svc; published in Connector status")
-	flag.StringVar(&proxyReadyURL, "proxy-readiness-url", "", "the proxy's readiness endpoint (default <proxy-address>/readyz)")
-	flag.StringVar(&proxyCAFile, "proxy-ca-file", "", "PEM CA bundle that verifies the proxy's serving certificate, re-read at every check (default: system roots)")
+	flag.StringVar(&copts.ProxyAddress, "proxy-address", copts.ProxyAddress, "base URL of the registry proxy as workloads reach it, e.g. https://connectors-proxy.connectors-system.svc; published in Connector status")
+	flag.StringVar(&copts.ProxyReadinessURL, "proxy-readiness-url", copts.ProxyReadinessURL, "the proxy's readiness endpoint (default <proxy-address>/readyz)")
+	flag.StringVar(&copts.ProxyCAFile, "proxy-ca-file", copts.ProxyCAFile, "PEM CA bundle that verifies the proxy's serving certificate, re-read at every check (default: system roots)")
 	flag.StringVar(&permittedDomains, "intercept-permitted-domains", "", "comma-separated domains the interception CA is constrained to; Connectors outside get ProxyReady=False (HostNotPermitted)")
-	flag.DurationVar(&probeInterval, "probe-interval", 5*time.Minute, "how often a Ready Connector's registry is re-probed")
-	flag.DurationVar(&retryInterval, "retry-interval", 30*time.Second, "how soon a failing Connector is re-probed")
-	flag.DurationVar(&probeTimeout, "probe-timeout", 10*time.Second, "timeout of each probe request to a registry")
+	flag.DurationVar(&copts.ProbeInterval, "probe-interval", copts.ProbeInterval, "how often a Ready Connector's registry is re-probed")
+	flag.DurationVar(&copts.RetryInterval, "retry-interval", copts.RetryInterval, "how soon a failing Connector is re-probed")
+	flag.DurationVar(&copts.ProbeTimeout, "probe-timeout", copts.ProbeTimeout, "timeout of each probe request to a registry")
 	flag.BoolVar(&webhookEnabled, "webhook", true, "serve the admission webhook for Pods and Jobs (on every replica)")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "port of the admission webhook's HTTPS server")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook's tls.crt and tls.key (from cert-manager; reloaded on renewal)")
 	flag.StringVar(&forwardProxyURL, "forward-proxy-url", "http://connectors-proxy.connectors-system.svc:3128", "HTTP_PROXY/HTTPS_PROXY value injected into workloads: the proxy's forward listener, no credentials")
-	flag.StringVar(&pullHost, "pull-host", "127.0.0.1:5050", "host[:port] rewritten images point at: the node pull listener")
+	flag.StringVar(&pullHost, "pull-host", policies.DefaultPullHost, "host[:port] rewritten images point at: the node pull listener")
 	flag.StringVar(&noProxy, "no-proxy", "", "extra comma-separated NO_PROXY entries for workloads (cluster CIDRs, internal domains); loopback, .svc, .cluster.local and the API server host are always added")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	copts.ProxyAddress = strings.TrimRight(copts.ProxyAddress, "/")
+	copts.PermittedDomains = wiring.List(permittedDomains)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 
 	if err := run(managerOptions{
 		metricsAddr: metricsAddr, probeAddr: probeAddr,
 		leaderElect: leaderElect, leaderElectionNamespace: leaderElectionNamespace,
-		proxyAddress: strings.TrimRight(proxyAddress, "/"), proxyReadyURL: proxyReadyURL, proxyCAFile: proxyCAFile,
-		probeInterval: probeInterval, retryInterval: retryInterval, probeTimeout: probeTimeout,
+		controller:     copts,
 		webhookEnabled: webhookEnabled, webhookPort: webhookPort, webhookCertDir: webhookCertDir,
-		permittedDomains: wiring.List(permittedDomains),
-		injection:        policies.InjectionConfig{ForwardProxyURL: forwardProxyURL, PullHost: pullHost, NoProxy: wiring.List(noProxy)},
+		injection: policies.InjectionConfig{ForwardProxyURL: forwardProxyURL, PullHost: pullHost, NoProxy: wiring.List(noProxy)},
 	}); err != nil {
 		setupLog.Error(err, "manager stopped")
 		os.Exit(1)
@@ -79,18 +75,14 @@ func main() {
 }
 
 type managerOptions struct {
-	metricsAddr, probeAddr       string
-	leaderElect                  bool
-	leaderElectionNamespace      string
-	proxyAddress, proxyReadyURL  string
-	proxyCAFile                  string
-	probeInterval, retryInterval time.Duration
-	probeTimeout                 time.Duration
-	webhookEnabled               bool
-	webhookPort                  int
-	webhookCertDir               string
-	injection                    policies.InjectionConfig
-	permittedDomains             []string
+	metricsAddr, probeAddr  string
+	leaderElect             bool
+	leaderElectionNamespace string
+	controller              controller.Options
+	webhookEnabled          bool
+	webhookPort             int
+	webhookCertDir          string
+	injection               policies.InjectionConfig
 }
 
 func run(o managerOptions) error {
@@ -117,15 +109,7 @@ func run(o managerOptions) error {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
-	reconciler := &controller.ConnectorReconciler{
-		Client:        mgr.GetClient(),
-		SecretReader:  mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorderFor("connector-controller"),
-		Prober:        &controller.Prober{Timeout: o.probeTimeout},
-		Proxy:         &controller.ProxyChecker{Address: o.proxyAddress, ReadinessURL: o.proxyReadyURL, RootCAFile: o.proxyCAFile, CacheFor: 10 * time.Second, PermittedDomains: o.permittedDomains},
-		ProbeInterval: o.probeInterval,
-		RetryInterval: o.retryInterval,
-	}
+	reconciler := controller.NewReconciler(mgr, o.controller)
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -18,8 +19,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/alauda/harbor-connector/cmd/internal/wiring"
+	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/proxyserver"
-	"github.com/alauda/harbor-connector/proxyserver/identity"
 )
 
 func main() {
@@ -27,30 +28,30 @@ func main() {
 		httpsAddr, httpAddr, certDir string
 		metricsAddr, probeAddr       string
 		audiences                    string
-		opts                         proxyserver.Options
+		opts                         = proxyserver.DefaultOptions()
 		drainTimeout                 time.Duration
 		fwd                          forwardFlags
 		mode, nodeForwarders         string
 		node                         nodeFlags
 	)
 	flag.StringVar(&mode, "mode", "central", "central: the proxy holding connectors' credentials; node: the node pull listener (DaemonSet), which holds none and relays to the central proxy")
-	flag.StringVar(&node.addr, "node-pull-address", "127.0.0.1:5050", "--mode=node: address the container runtime pulls rewritten images from (plain HTTP, loopback)")
+	flag.StringVar(&node.addr, "node-pull-address", policies.DefaultPullHost, "--mode=node: address the container runtime pulls rewritten images from (plain HTTP, loopback)")
 	flag.StringVar(&node.upstream, "upstream-proxy", "https://connectors-proxy.connectors-system.svc", "--mode=node: the central proxy's reverse listener (its Service)")
 	flag.StringVar(&node.tokenFile, "token-file", "/var/run/secrets/connectors/token", "--mode=node: the listener's projected ServiceAccount token (audience connectors-proxy), re-read as the kubelet rotates it")
 	flag.StringVar(&node.caFile, "upstream-ca-file", "/etc/connectors/proxy-ca/ca.crt", "--mode=node: CA bundle that verifies the central proxy (re-read on change)")
-	flag.StringVar(&nodeForwarders, "node-forwarders", "connectors-system/connectors-node", "comma-separated ServiceAccounts (<namespace>/<name>) of the node pull listeners; empty disables node pulls")
+	flag.StringVar(&nodeForwarders, "node-forwarders", strings.Join(opts.NodeForwarders, ","), "comma-separated ServiceAccounts (<namespace>/<name>) of the node pull listeners; empty disables node pulls")
 	flag.StringVar(&httpsAddr, "https-address", ":8443", "address of the reverse proxy's HTTPS listener (empty disables it)")
 	flag.StringVar(&certDir, "tls-cert-dir", "/etc/connectors/proxy-tls", "directory with tls.crt and tls.key for HTTPS (from cert-manager; reloaded on renewal)")
 	flag.StringVar(&httpAddr, "http-address", "", "address of a plain-HTTP reverse listener, for development (empty disables it)")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints for the kubelet")
-	flag.StringVar(&audiences, "audience", identity.DefaultAudience, "comma-separated token audiences the proxy accepts")
-	flag.DurationVar(&opts.TokenReviewTTL, "tokenreview-ttl", time.Minute, "how long an accepted token is trusted without a new TokenReview (bounded by its expiry)")
-	flag.DurationVar(&opts.TokenReviewNegativeTTL, "tokenreview-negative-ttl", 10*time.Second, "how long a refused token is remembered")
-	flag.IntVar(&opts.MaxStreamsPerIdentity, "max-streams-per-identity", 64, "concurrent transfers one ServiceAccount may have (0: unlimited)")
-	flag.IntVar(&opts.MaxStreamsPerConnector, "max-streams-per-connector", 512, "concurrent transfers through one connector (0: unlimited)")
-	flag.IntVar(&opts.MaxTokenFetches, "max-token-fetches", 4, "concurrent token fetches per connector")
-	flag.DurationVar(&opts.StallTimeout, "stall-timeout", 2*time.Minute, "abort a transfer that moves no bytes for this long")
+	flag.StringVar(&audiences, "audience", strings.Join(opts.Audiences, ","), "comma-separated token audiences the proxy accepts")
+	flag.DurationVar(&opts.TokenReviewTTL, "tokenreview-ttl", opts.TokenReviewTTL, "how long an accepted token is trusted without a new TokenReview (bounded by its expiry)")
+	flag.DurationVar(&opts.TokenReviewNegativeTTL, "tokenreview-negative-ttl", opts.TokenReviewNegativeTTL, "how long a refused token is remembered")
+	flag.IntVar(&opts.MaxStreamsPerIdentity, "max-streams-per-identity", opts.MaxStreamsPerIdentity, "concurrent transfers one ServiceAccount may have (0: unlimited)")
+	flag.IntVar(&opts.MaxStreamsPerConnector, "max-streams-per-connector", opts.MaxStreamsPerConnector, "concurrent transfers through one connector (0: unlimited)")
+	flag.IntVar(&opts.MaxTokenFetches, "max-token-fetches", opts.MaxTokenFetches, "concurrent token fetches per connector")
+	flag.DurationVar(&opts.StallTimeout, "stall-timeout", opts.StallTimeout, "abort a transfer that moves no bytes for this long")
 	flag.DurationVar(&drainTimeout, "drain-timeout", 5*time.Minute, "on shutdown, how long in-flight transfers may finish")
 	flag.StringVar(&fwd.plainAddr, "forward-address", "", "address of the forward proxy's plain-HTTP listener (HTTPS_PROXY=http://...; the install uses :3128; empty disables it)")
 	flag.StringVar(&fwd.tlsAddr, "forward-tls-address", "", "address of the forward proxy's TLS listener, for clients that send a token (the install uses :3129; empty disables it)")

@@ -20,10 +20,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/alauda/harbor-connector/policies"
 )
 
 // DefaultAudience is the audience tokens for the proxy are issued for.
-const DefaultAudience = "connectors-proxy"
+const DefaultAudience = policies.DefaultAudience
 
 // Extra keys the API server puts on pod-bound tokens' TokenReview.
 const (

@@ -1,27 +1,25 @@
 // Package upstream talks to connectors' registries on behalf of callers: one pooled, TLS-verifying
-// transport per connector, the registry's auth scheme learned once, and bearer tokens cached
-// per scope set, fetched single-flight and refreshed before they expire.
+// transport per connector, the registry's auth scheme computed (Harbor) or learned once (other
+// registries), and bearer tokens cached per scope set, fetched single-flight and refreshed
+// before they expire.
 package upstream
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/docker/distribution/registry/client/auth/challenge"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/registryauth"
 )
 
 // Config is everything a Registry needs about its connector.
@@ -34,21 +32,14 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// RealmHost, when set, is another host allowed to serve the token realm.
 	RealmHost string
+	// Harbor: the registry is a Harbor, whose token service is known (registryauth.HarborRealm);
+	// otherwise the scheme is read from one anonymous GET /v2/.
+	Harbor bool
 	// Dial overrides how connections are made (tests map host names to loopback).
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	Dial registryauth.DialFunc
 	// MaxTokenFetches bounds concurrent token fetches for this connector.
 	MaxTokenFetches int
 }
-
-// scheme is how a registry wants to be authenticated.
-type scheme int
-
-const (
-	schemeUnknown scheme = iota
-	schemeNone           // /v2/ answered 200 without credentials
-	schemeBearer         // token service
-	schemeBasic          // Basic on every request
-)
 
 // Registry is one connector's upstream.
 type Registry struct {
@@ -59,9 +50,8 @@ type Registry struct {
 	storage *http.Client
 
 	discoverMu sync.Mutex
-	scheme     scheme
-	realm      *url.URL
-	service    string
+	scheme     registryauth.Scheme
+	realm      registryauth.Realm
 
 	tokensMu sync.Mutex
 	tokens   map[string]token
@@ -77,39 +67,20 @@ type token struct {
 // Errors a caller maps to OCI error codes.
 var (
 	// ErrUnavailable: the registry or its token service could not be reached or failed.
-	ErrUnavailable = errors.New("registry unavailable")
+	ErrUnavailable = registryauth.ErrUnavailable
 	// ErrUnauthorized: the registry refused the connector's credentials.
-	ErrUnauthorized = errors.New("registry refused the connector's credentials")
+	ErrUnauthorized = registryauth.ErrUnauthorized
+	// ErrRealmNotTrusted: the registry named a token realm its Connector does not allow.
+	ErrRealmNotTrusted = registryauth.ErrRealmNotTrusted
 	// ErrTooManyFetches: the connector's token-fetch limit is reached.
 	ErrTooManyFetches = errors.New("too many concurrent token fetches")
 )
 
 // NewRegistry makes a Registry; nothing is sent until the first request.
 func NewRegistry(cfg Config) *Registry {
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	dial := dialer.DialContext
-	if cfg.Dial != nil {
-		dial = cfg.Dial
-	}
-	tlsConfig := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
-	transport := &http.Transport{
-		// No HTTP_PROXY from the environment: credentials go to the registry's origin only.
-		Proxy:                 nil,
-		DialContext:           dial,
-		TLSClientConfig:       tlsConfig,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConns:          512,
-		MaxIdleConnsPerHost:   256, // Harbor PR #23591: the default 2 piles up TIME_WAIT
-		// HTTP/1.1: Go's HTTP/2 halves blob throughput (research proxy-anchors §2.2).
-		ForceAttemptHTTP2: false,
-		// No ResponseHeaderTimeout: finishing a multi-GB blob PUT can take minutes
-		// (moby#53700); stalls are caught by the proxy's progress timers instead.
-	}
-	storageTransport := transport.Clone()
+	transport := registryauth.NewTransport(cfg.RootCAs, cfg.Dial)
 	storage := &http.Client{
-		Transport: storageTransport,
+		Transport: transport.Clone(),
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 5 {
 				return errors.New("too many storage redirects")
@@ -122,7 +93,11 @@ func NewRegistry(cfg Config) *Registry {
 	if max <= 0 {
 		max = 4
 	}
-	return &Registry{cfg: cfg, transport: transport, storage: storage, tokens: map[string]token{}, fetchSem: make(chan struct{}, max)}
+	r := &Registry{cfg: cfg, transport: transport, storage: storage, tokens: map[string]token{}, fetchSem: make(chan struct{}, max)}
+	if cfg.Harbor {
+		r.scheme, r.realm = registryauth.SchemeBearer, registryauth.HarborRealm(cfg.Origin, cfg.RealmHost)
+	}
+	return r
 }
 
 // Ref is the connector this registry serves.
@@ -154,9 +129,9 @@ func (r *Registry) Authorization(ctx context.Context, scopes []string) (value st
 		return "", false, err
 	}
 	switch r.scheme {
-	case schemeNone:
+	case registryauth.SchemeNone:
 		return "", true, nil
-	case schemeBasic:
+	case registryauth.SchemeBasic:
 		return r.BasicAuthorization(), true, nil
 	}
 	key := strings.Join(scopes, " ")
@@ -201,13 +176,13 @@ func (r *Registry) cachedToken(key string) (string, bool) {
 	return t.value, true
 }
 
-// discover learns the registry's auth scheme from one anonymous GET /v2/. The token realm must
-// be on the connector's own origin (or the host the Connector names): credentials never go to a
-// realm a response made up (GHSA-3p65-76g6-3w7r).
+// discover learns a registry's auth scheme from one anonymous GET /v2/, once per connector
+// version: unlike Harbor's, another registry's token service can be anywhere, and only its
+// challenge says where. The realm must pass registryauth's origin rule.
 func (r *Registry) discover(ctx context.Context) error {
 	r.discoverMu.Lock()
 	defer r.discoverMu.Unlock()
-	if r.scheme != schemeUnknown {
+	if r.scheme != 0 {
 		return nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.Origin.JoinPath("/v2/").String(), nil)
@@ -220,36 +195,15 @@ func (r *Registry) discover(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	switch resp.StatusCode {
-	case http.StatusOK:
-		r.scheme = schemeNone
-		return nil
-	case http.StatusUnauthorized:
-	default:
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnauthorized {
 		return fmt.Errorf("%w: GET /v2/ answered HTTP %d", ErrUnavailable, resp.StatusCode)
 	}
-	for _, c := range challenge.ResponseChallenges(resp) {
-		switch strings.ToLower(c.Scheme) {
-		case "bearer":
-			realm, err := url.Parse(c.Parameters["realm"])
-			if err != nil || realm.Host == "" {
-				return fmt.Errorf("%w: the registry's token realm %q is not a URL", ErrUnavailable, c.Parameters["realm"])
-			}
-			if !policies.RealmAllowed(r.cfg.Origin, realm, r.cfg.RealmHost) {
-				return fmt.Errorf("%w: the registry's token realm %s is not on %s, so the credentials are not sent there (name the realm host on the Connector to allow it)", ErrUnauthorized, realm.Redacted(), r.cfg.Origin)
-			}
-			r.scheme, r.realm, r.service = schemeBearer, realm, c.Parameters["service"]
-			return nil
-		case "basic":
-			r.scheme = schemeBasic
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: the registry's 401 on /v2/ names no Bearer or Basic challenge", ErrUnavailable)
+	r.scheme, r.realm, err = registryauth.FromChallenge(resp, r.cfg.Origin, r.cfg.RealmHost)
+	return err
 }
 
 // fetchToken asks the realm for a token for exactly these scopes with the connector's
-// credentials (GET with Basic, as Harbor's token service implements only GET).
+// credentials, bounded per connector, and caches it until 80 % of its lifetime.
 func (r *Registry) fetchToken(ctx context.Context, key string, scopes []string) (string, error) {
 	select {
 	case r.fetchSem <- struct{}{}:
@@ -257,60 +211,17 @@ func (r *Registry) fetchToken(ctx context.Context, key string, scopes []string) 
 	default:
 		return "", ErrTooManyFetches
 	}
-	u := *r.realm
-	q := u.Query()
-	if r.service != "" {
-		q.Set("service", r.service)
-	}
-	for _, s := range scopes {
-		q.Add("scope", s)
-	}
-	u.RawQuery = q.Encode()
+	// The fetch outlives a caller that goes away: others wait on it (single-flight).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	tokenFetches.WithLabelValues(r.cfg.Ref.String()).Inc()
+	t, err := registryauth.FetchToken(ctx, r.transport, r.realm, scopes, r.cfg.Credentials)
 	if err != nil {
 		return "", err
 	}
-	if auth := r.BasicAuthorization(); auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	tokenFetches.WithLabelValues(r.cfg.Ref.String()).Inc()
-	resp, err := r.transport.RoundTrip(req)
-	if err != nil {
-		return "", fmt.Errorf("%w: token service: %v", ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return "", fmt.Errorf("%w (token service answered HTTP %d)", ErrUnauthorized, resp.StatusCode)
-	case resp.StatusCode != http.StatusOK:
-		return "", fmt.Errorf("%w: token service answered HTTP %d", ErrUnavailable, resp.StatusCode)
-	}
-	var body struct {
-		Token       string    `json:"token"`
-		AccessToken string    `json:"access_token"`
-		ExpiresIn   int       `json:"expires_in"`
-		IssuedAt    time.Time `json:"issued_at"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil {
-		return "", fmt.Errorf("%w: token service answered an unreadable body", ErrUnavailable)
-	}
-	value := body.Token
-	if value == "" {
-		value = body.AccessToken
-	}
-	if value == "" {
-		return "", fmt.Errorf("%w: token service answered without a token", ErrUnavailable)
-	}
-	lifetime := time.Duration(body.ExpiresIn) * time.Second
-	if lifetime <= 0 {
-		lifetime = 60 * time.Second // the token spec's default
-	}
 	// Count from now, not issued_at: clocks differ and we only know when we received it.
-	now := time.Now()
 	r.tokensMu.Lock()
-	r.tokens[key] = token{value: value, refreshAt: now.Add(lifetime * 8 / 10)}
+	r.tokens[key] = token{value: t.Value, refreshAt: time.Now().Add(t.Lifetime * 8 / 10)}
 	r.tokensMu.Unlock()
-	return value, nil
+	return t.Value, nil
 }

@@ -2,33 +2,26 @@ package upstream
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
 	"sync"
 
 	"golang.org/x/sync/singleflight"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
+	"github.com/alauda/harbor-connector/policies/registryauth"
 )
 
-// ErrConnectorNotFound: no such Connector (deleted, or never created).
-var ErrConnectorNotFound = errors.New("connector not found")
-
-// Store keeps one Registry per connector, built from the Connector (informer cache) and its
-// Secrets (read live, so Secret data never sits in an informer cache). A Registry is rebuilt
+// Store keeps one Registry per connector, built from the resolved Connector and its Secrets
+// (read live by access.LoadCredentials, so Secret data never sits in an informer cache). A Registry is rebuilt
 // when its Connector changes, and dropped when a Secret it uses changes (InvalidateSecret), so
 // rotated credentials and CAs take effect without a restart and old tokens are forgotten.
 type Store struct {
-	Connectors client.Reader
-	Secrets    client.Reader
+	Secrets client.Reader
 	// Dial overrides how registries are dialled (tests map names to loopback).
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	Dial registryauth.DialFunc
 	// MaxTokenFetches bounds concurrent token fetches per connector.
 	MaxTokenFetches int
 
@@ -43,17 +36,11 @@ type storeEntry struct {
 	secrets         []types.NamespacedName
 }
 
-// Get returns the connector's Registry and the Connector itself.
-func (s *Store) Get(ctx context.Context, ref policies.ConnectorRef) (*Registry, *v1alpha1.Connector, error) {
-	var c v1alpha1.Connector
-	if err := s.Connectors.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &c); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil, ErrConnectorNotFound
-		}
-		return nil, nil, err
-	}
+// For returns the Registry of a connector that access.Resolver returned.
+func (s *Store) For(ctx context.Context, c *v1alpha1.Connector) (*Registry, error) {
+	ref := policies.ConnectorRef{Namespace: c.Namespace, Name: c.Name}
 	if reg := s.current(ref, c.ResourceVersion); reg != nil {
-		return reg, &c, nil
+		return reg, nil
 	}
 	// One build per connector version, however many requests arrive at once: every Registry
 	// has its own token cache, so parallel builds would each fetch tokens.
@@ -61,7 +48,7 @@ func (s *Store) Get(ctx context.Context, ref policies.ConnectorRef) (*Registry, 
 		if reg := s.current(ref, c.ResourceVersion); reg != nil {
 			return reg, nil
 		}
-		reg, secrets, err := s.build(ctx, &c)
+		reg, secrets, err := s.build(ctx, c)
 		if err != nil {
 			return nil, err
 		}
@@ -77,9 +64,9 @@ func (s *Store) Get(ctx context.Context, ref policies.ConnectorRef) (*Registry, 
 		return reg, nil
 	})
 	if err != nil {
-		return nil, &c, err
+		return nil, err
 	}
-	return v.(*Registry), &c, nil
+	return v.(*Registry), nil
 }
 
 func (s *Store) current(ref policies.ConnectorRef, resourceVersion string) *Registry {
@@ -117,53 +104,24 @@ func (s *Store) InvalidateConnector(ref policies.ConnectorRef) {
 	}
 }
 
-// SecretProblem means a Secret the connector references is missing or malformed.
-type SecretProblem struct{ Message string }
-
-func (e *SecretProblem) Error() string { return e.Message }
-
+// build makes a connector's Registry. A bad address or Secret is a *policies.SecretProblem.
 func (s *Store) build(ctx context.Context, c *v1alpha1.Connector) (*Registry, []types.NamespacedName, error) {
-	ref := policies.ConnectorRef{Namespace: c.Namespace, Name: c.Name}
-	origin, err := policies.OriginOf(c.Spec.Address)
+	addr, err := policies.ParseAddress(c.Spec.Address)
 	if err != nil {
-		return nil, nil, &SecretProblem{err.Error()}
+		return nil, nil, &policies.SecretProblem{Reason: v1alpha1.ReasonUnreachable, Message: err.Error()}
 	}
-	cfg := Config{Ref: ref, Origin: origin, Dial: s.Dial, MaxTokenFetches: s.MaxTokenFetches,
-		RealmHost: c.Annotations[policies.AnnotationTokenRealmHost]}
-	var secrets []types.NamespacedName
-	if ref := c.Spec.CACertSecretRef; ref != nil {
-		key := types.NamespacedName{Namespace: c.Namespace, Name: ref.Name}
-		secrets = append(secrets, key)
-		var sec corev1.Secret
-		if err := s.Secrets.Get(ctx, key, &sec); err != nil {
-			return nil, nil, secretError(key, err)
-		}
-		pool, problem := policies.CAPoolFromSecret(&sec)
-		if problem != nil {
-			return nil, nil, &SecretProblem{problem.Message}
-		}
-		cfg.RootCAs = pool
+	creds, err := access.LoadCredentials(ctx, s.Secrets, c)
+	if err != nil {
+		return nil, nil, err
 	}
-	if c.Spec.Auth != nil && c.Spec.Auth.SecretRef != nil {
-		// Only the Connector's own namespace, whatever secretRef.namespace says.
-		key := types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.Auth.SecretRef.Name}
-		secrets = append(secrets, key)
-		var sec corev1.Secret
-		if err := s.Secrets.Get(ctx, key, &sec); err != nil {
-			return nil, nil, secretError(key, err)
-		}
-		creds, problem := policies.BasicAuthFromSecret(&sec)
-		if problem != nil {
-			return nil, nil, &SecretProblem{problem.Message}
-		}
-		cfg.Credentials = creds
-	}
-	return NewRegistry(cfg), secrets, nil
-}
-
-func secretError(key types.NamespacedName, err error) error {
-	if apierrors.IsNotFound(err) {
-		return &SecretProblem{fmt.Sprintf("Secret %s does not exist", key)}
-	}
-	return err
+	return NewRegistry(Config{
+		Ref:             policies.ConnectorRef{Namespace: c.Namespace, Name: c.Name},
+		Origin:          addr.Origin,
+		Credentials:     creds.Basic,
+		RootCAs:         creds.RootCAs,
+		RealmHost:       c.Annotations[policies.AnnotationTokenRealmHost],
+		Harbor:          c.Spec.ConnectorClassName != v1alpha1.ClassOCI,
+		Dial:            s.Dial,
+		MaxTokenFetches: s.MaxTokenFetches,
+	}), creds.Secrets, nil
 }

@@ -1,40 +1,41 @@
 package proxyserver
 
 import (
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 )
 
-// errStalled is the cause given to a transfer's context when no byte moved for the stall timeout.
-var errStalled = errors.New("transfer stalled")
-
 // recorder wraps a ResponseWriter for one request: it counts status and bytes for the audit line
 // and metrics, and extends the connection's write and read deadlines as bytes move, so a stalled
 // transfer ends while a slow but moving multi-GB one never does (no whole-request timeout,
-// harbor#22393).
+// harbor#22393). The listener that answers the request owns it and fills in what the audit line
+// names (identity, route, token cache) as it learns them.
 type recorder struct {
 	http.ResponseWriter
-	h        *Handler
-	req      *http.Request
-	rc       *http.ResponseController
-	start    time.Time
-	status   int
-	written  int64
-	body     *countingBody
-	route    *Route
-	identity *identity.Identity
-	state    *requestState
+	log     logr.Logger
+	stall   time.Duration
+	req     *http.Request
+	rc      *http.ResponseController
+	start   time.Time
+	status  int
+	written int64
+	body    *countingBody
+	// What the audit line names.
+	route       *Route
+	identity    *identity.Identity
+	tokenCached *bool
 }
 
-func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *recorder {
-	rec := &recorder{ResponseWriter: w, h: h, req: r, rc: http.NewResponseController(w), start: time.Now()}
+// newRecorder starts a request's audit; finish writes it.
+func newRecorder(w http.ResponseWriter, r *http.Request, log logr.Logger, stall time.Duration) *recorder {
+	rec := &recorder{ResponseWriter: w, log: log, stall: stall, req: r, rc: http.NewResponseController(w), start: time.Now()}
 	if r.Body != nil && r.Body != http.NoBody {
 		rec.body = &countingBody{r: r.Body, onRead: rec.extendRead}
 		r.Body = rec.body
@@ -53,7 +54,7 @@ func (w *recorder) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	_ = w.rc.SetWriteDeadline(time.Now().Add(w.h.stall()))
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.stall))
 	n, err := w.ResponseWriter.Write(p)
 	w.written += int64(n)
 	return n, err
@@ -65,7 +66,7 @@ func (w *recorder) Flush() { _ = w.rc.Flush() }
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (w *recorder) extendRead() { _ = w.rc.SetReadDeadline(time.Now().Add(w.h.stall())) }
+func (w *recorder) extendRead() { _ = w.rc.SetReadDeadline(time.Now().Add(w.stall)) }
 
 // finish writes the audit line and metrics. It records identity, connector, repository,
 // operation, digest, bytes and status, and never a header value or query string.
@@ -97,10 +98,10 @@ func (w *recorder) finish() {
 			kv = append(kv, "tag", w.route.Rest)
 		}
 	}
-	if w.state != nil {
-		kv = append(kv, "tokenCached", w.state.tokenCached)
+	if w.tokenCached != nil {
+		kv = append(kv, "tokenCached", *w.tokenCached)
 	}
-	w.h.Log.Info("request", kv...)
+	w.log.Info("request", kv...)
 }
 
 func (w *recorder) op() string {
@@ -136,25 +137,3 @@ func (b *countingBody) Read(p []byte) (int, error) {
 }
 
 func (b *countingBody) Close() error { return b.r.Close() }
-
-// stallReader cancels the upstream exchange when the registry sends nothing for the timeout.
-type stallReader struct {
-	r       io.ReadCloser
-	timeout time.Duration
-	cancel  func(error)
-	once    sync.Once
-	timer   *time.Timer
-}
-
-func (s *stallReader) Read(p []byte) (int, error) {
-	s.once.Do(func() { s.timer = time.AfterFunc(s.timeout, func() { s.cancel(errStalled) }) })
-	s.timer.Reset(s.timeout)
-	return s.r.Read(p)
-}
-
-func (s *stallReader) Close() error {
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-	return s.r.Close()
-}

@@ -1,0 +1,53 @@
+package controller
+
+import (
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// Options configure the Connector controller. DefaultOptions holds every default; the manager's
+// flags start from it.
+type Options struct {
+	// ProbeInterval is how often a Ready Connector's registry is re-probed; RetryInterval how
+	// soon a failing one is.
+	ProbeInterval, RetryInterval time.Duration
+	// ProbeTimeout bounds each probe request to a registry.
+	ProbeTimeout time.Duration
+	// ProxyAddress is the proxy's base URL as workloads reach it (published in status);
+	// ProxyReadinessURL its readiness endpoint (default <ProxyAddress>/readyz); ProxyCAFile the
+	// bundle that verifies it (default system roots).
+	ProxyAddress, ProxyReadinessURL, ProxyCAFile string
+	// ProxyCheckCacheFor is how long one proxy readiness answer is reused.
+	ProxyCheckCacheFor time.Duration
+	// PermittedDomains are the interception CA's name constraints; Connectors outside get
+	// ProxyReady=False.
+	PermittedDomains []string
+}
+
+// DefaultOptions are the controller's defaults (the install's values).
+func DefaultOptions() Options {
+	return Options{
+		ProbeInterval:      5 * time.Minute,
+		RetryInterval:      30 * time.Second,
+		ProbeTimeout:       defaultProbeTimeout,
+		ProxyCheckCacheFor: 10 * time.Second,
+	}
+}
+
+const defaultProbeTimeout = 10 * time.Second
+
+// NewReconciler builds the reconciler for a manager: Connectors from its cache, Secrets read
+// live.
+func NewReconciler(mgr ctrl.Manager, o Options) *ConnectorReconciler {
+	return &ConnectorReconciler{
+		Client:       mgr.GetClient(),
+		SecretReader: mgr.GetAPIReader(),
+		Recorder:     mgr.GetEventRecorderFor("connector-controller"),
+		Prober:       &Prober{Timeout: o.ProbeTimeout},
+		Proxy: &ProxyChecker{Address: o.ProxyAddress, ReadinessURL: o.ProxyReadinessURL, RootCAFile: o.ProxyCAFile,
+			CacheFor: o.ProxyCheckCacheFor, PermittedDomains: o.PermittedDomains},
+		ProbeInterval: o.ProbeInterval,
+		RetryInterval: o.RetryInterval,
+	}
+}

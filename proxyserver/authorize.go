@@ -1,0 +1,94 @@
+package proxyserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-logr/logr"
+
+	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
+	"github.com/alauda/harbor-connector/proxyserver/identity"
+	"github.com/alauda/harbor-connector/proxyserver/upstream"
+)
+
+// authorizer decides whether a verified caller may use a route's connector, through the access
+// seam the webhook and the CSI driver use too, and finds the connector's upstream.
+type authorizer struct {
+	access *access.Resolver
+	// nodePulls authorises the node pull listeners' relayed pulls; nil disables them.
+	nodePulls *NodePulls
+	store     *upstream.Store
+	log       logr.Logger
+}
+
+// denial is a request the caller may not make, as an OCI error.
+type denial struct {
+	code, message string
+}
+
+func (d *denial) Error() string { return d.message }
+
+// authorize returns the connector's registry and Connector, and the key the caller's concurrent
+// streams are limited by.
+func (a *authorizer) authorize(ctx context.Context, id identity.Identity, method string, route Route) (*upstream.Registry, *v1alpha1.Connector, string, *denial) {
+	ref := route.Connector
+	from, limitKey := id.Namespace, id.String()
+	if a.nodePulls.IsForwarder(id) {
+		// One ServiceAccount serves every node: its per-identity limit is per node.
+		limitKey += "@" + id.NodeName
+		var err error
+		if from, err = a.nodePulls.Authorize(ctx, id, method, route); err != nil {
+			return nil, nil, "", &denial{codeDenied, err.Error()}
+		}
+	}
+	c, err := a.access.Resolve(ctx, from, ref)
+	if err != nil {
+		return nil, nil, "", a.accessDenial(ref, err)
+	}
+	reg, err := a.store.For(ctx, c)
+	if err != nil {
+		return nil, nil, "", a.storeDenial(ref, err)
+	}
+	return reg, c, limitKey, nil
+}
+
+func (a *authorizer) accessDenial(ref policies.ConnectorRef, err error) *denial {
+	switch {
+	case access.IsNotVisible(err):
+		return &denial{codeDenied, err.Error()}
+	case access.IsNotFound(err):
+		return &denial{codeNameUnknown, fmt.Sprintf("connector %s does not exist (deleted?): recreate it or use another connector", ref)}
+	default:
+		a.log.Error(err, "resolving connector", "connector", ref.String())
+		return &denial{codeUnavailable, fmt.Sprintf("connector %s could not be read; retry", ref)}
+	}
+}
+
+func (a *authorizer) storeDenial(ref policies.ConnectorRef, err error) *denial {
+	var problem *policies.SecretProblem
+	if errors.As(err, &problem) && problem.Err == nil {
+		upstreamErrors.WithLabelValues("secret").Inc()
+		return &denial{codeUnavailable, fmt.Sprintf("connector %s cannot be used: %s; see the Connector's conditions", ref, problem.Message)}
+	}
+	a.log.Error(err, "reading connector", "connector", ref.String())
+	return &denial{codeUnavailable, fmt.Sprintf("connector %s could not be read; retry", ref)}
+}
+
+// upstreamAuthDenial maps a failure to get the upstream credential to what the caller sees.
+func upstreamAuthDenial(w http.ResponseWriter, ref policies.ConnectorRef, err error) *denial {
+	switch {
+	case errors.Is(err, upstream.ErrUnauthorized), errors.Is(err, upstream.ErrRealmNotTrusted):
+		upstreamErrors.WithLabelValues("unauthorized").Inc()
+		return &denial{codeUnauthorized, fmt.Sprintf("the registry of connector %s refused the connector's credentials: %v; fix the connector's Secret", ref, err)}
+	case errors.Is(err, upstream.ErrTooManyFetches):
+		w.Header().Set("Retry-After", "1")
+		return &denial{codeTooManyRequests, fmt.Sprintf("too many token requests in flight for connector %s: retry shortly", ref)}
+	default:
+		upstreamErrors.WithLabelValues("token").Inc()
+		return &denial{codeUnavailable, fmt.Sprintf("the registry of connector %s is unavailable: %v", ref, err)}
+	}
+}
