@@ -33,8 +33,9 @@ const crashChildEnv = "HCE2E_CRASH_CHILD"
 const survivorSeconds = "3599"
 
 // TestStartAfterCrash: a run killed without Stop (SIGKILL: an OOM kill, a cancelled CI job)
-// leaves a running container, its mounts, the bridge and cgroups behind; the next Start on that
-// bridge cleans all of it up from the crashed run's record instead of refusing to start.
+// leaves a running container, its mounts, the bridge, cgroups and envtest's certificate
+// directory in the temp directory behind; the next Start on that bridge cleans all of it up from
+// the crashed run's record instead of refusing to start.
 func TestStartAfterCrash(t *testing.T) {
 	if os.Getenv(crashChildEnv) != "" {
 		runNodeUntilKilled(t)
@@ -49,24 +50,27 @@ func TestStartAfterCrash(t *testing.T) {
 	require.NoError(t, err)
 	child.Stderr = child.Stdout
 	require.NoError(t, child.Start())
-	var crashedDir string
+	var crashedDir, crashedCerts string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		t.Logf("crashing run: %s", sc.Text())
-		if dir, ok := strings.CutPrefix(sc.Text(), "CRASH-READY "); ok {
-			crashedDir = dir
+		if ready, ok := strings.CutPrefix(sc.Text(), "CRASH-READY "); ok {
+			crashedDir, crashedCerts, _ = strings.Cut(ready, " ")
 			break
 		}
 	}
 	require.NoError(t, child.Process.Kill())
 	_ = child.Wait()
 	require.NotEmpty(t, crashedDir, "the crashing run never got its pod running")
+	require.NotEmpty(t, crashedCerts, "the crashing run reports envtest's serving-certificate directory")
 
 	// What the killed run left: its container's mounts and the bridge.
 	require.NotEmpty(t, mountsUnder(t, crashedDir), "the killed run left mounts (else this test proves nothing)")
 	_, err = net.InterfaceByName(crashOptions.Bridge)
 	require.NoError(t, err, "the killed run left its bridge")
 	require.NotEmpty(t, node.ProcessesMentioning("sleep\x00"+survivorSeconds), "the killed run left its container running")
+	_, err = os.Stat(crashedCerts)
+	require.NoError(t, err, "the killed run left envtest's serving-certificate directory in the temp directory")
 
 	opts := crashOptions
 	opts.Log = t.Logf
@@ -77,6 +81,8 @@ func TestStartAfterCrash(t *testing.T) {
 	assert.Empty(t, mountsUnder(t, crashedDir), "the crashed run's mounts are gone")
 	_, err = os.Stat(crashedDir)
 	assert.True(t, os.IsNotExist(err), "the crashed run's directory is removed: %v", err)
+	_, err = os.Stat(crashedCerts)
+	assert.True(t, os.IsNotExist(err), "the crashed run's envtest serving-certificate directory %s is removed: %v", crashedCerts, err)
 
 	require.NoError(t, n.Stop())
 	assert.Empty(t, n.Leftovers())
@@ -114,6 +120,8 @@ func runNodeUntilKilled(t *testing.T) {
 		return err == nil && len(pod.Status.ContainerStatuses) == 1 && pod.Status.ContainerStatuses[0].State.Running != nil, nil
 	})
 	require.NoError(t, err, "the container is not running: %+v", pod.Status)
-	fmt.Printf("CRASH-READY %s\n", n.Dir)
+	// The node's directory, and envtest's own beside it in the temp directory (webhook serving
+	// certificates: Environment.Start always makes them, and only Environment.Stop removes them).
+	fmt.Printf("CRASH-READY %s %s\n", n.Dir, n.Env.WebhookInstallOptions.LocalServingCertDir)
 	time.Sleep(time.Hour) // killed by the parent, without Stop
 }

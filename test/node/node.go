@@ -82,6 +82,9 @@ type Node struct {
 	iptables map[string]ruleset
 	cgroup   bool
 	hostDirs map[string]bool // global directories that did not exist before Start
+	// tempDirs are directories envtest made beside Dir in the temp directory (its webhook
+	// serving certificates): Env.Stop removes them, the next Start after a crash from the record.
+	tempDirs []string
 	procs    map[string]*process
 	// envtest runs the API server; its output goes here.
 	apiserverLog *os.File
@@ -310,6 +313,15 @@ func (n *Node) startAPIServer(ctx context.Context) error {
 	env, err := kube.Start(opts...)
 	if err != nil {
 		return fmt.Errorf("%w; last lines of %s:\n%s", err, apiLog.Name(), tail(apiLog.Name(), 30))
+	}
+	// Environment.Start always makes a directory of its own in the temp directory for webhook
+	// serving certificates (envtest-serving-certs-*, webhooks or not), which only Env.Stop
+	// removes: record it with the rest, so a run that ends without Stop leaves nothing there.
+	// (A crash while Start installs the CRDs and webhooks, after envtest made the directory
+	// and before this record, still leaves it: envtest offers no earlier hook.)
+	n.tempDirs = envtestTempDirs(env, n.Dir)
+	if err := n.writeHostState(); err != nil {
+		return err
 	}
 	n.Config = env.Config
 	if n.Client, err = client.New(env.Config, client.Options{Scheme: kube.Scheme()}); err != nil {

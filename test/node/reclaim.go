@@ -10,15 +10,17 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // A node's run can end without Stop: the test binary is SIGKILLed (go test -timeout is a panic,
 // but an OOM kill, a lost session or a CI job cancelled mid-run is not). The components die
-// with it (Pdeathsig), but its bridge, cgroups, mounts, iptables rules and changed sysctls stay,
-// and the next run on that machine would refuse to start. So every node records, before it
-// changes the host, what Stop needs to put the host back (hostStateFile in its directory), and
-// holds a lock per bridge for as long as it runs. A Start that gets the lock knows no node on its
-// bridge is alive, and first stops what crashed runs on that bridge left, from their records.
+// with it (Pdeathsig), but its bridge, cgroups, mounts, iptables rules, changed sysctls and
+// envtest's certificate directory in the temp directory stay, and the next run on that machine
+// would refuse to start. So every node records, before it changes the host, what Stop needs to
+// put the host back (hostStateFile in its directory), and holds a lock per bridge for as long as
+// it runs. A Start that gets the lock knows no node on its bridge is alive, and first stops what
+// crashed runs on that bridge left, from their records.
 
 const hostStateFile = "host-state.json"
 
@@ -31,6 +33,8 @@ type hostState struct {
 	Sysctls    map[string]string            `json:"sysctls"`
 	IPTables   map[string]map[string]tableJ `json:"iptables"`
 	HostDirs   []string                     `json:"hostDirs"`
+	// TempDirs are envtest's own directories beside the node's in the temp directory.
+	TempDirs []string `json:"tempDirs,omitempty"`
 }
 
 // tableJ is one iptables table of a saved snapshot.
@@ -59,6 +63,8 @@ func (n *Node) writeHostState() error {
 		s.HostDirs = append(s.HostDirs, d)
 	}
 	sort.Strings(s.HostDirs)
+	s.TempDirs = append([]string(nil), n.tempDirs...)
+	sort.Strings(s.TempDirs)
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
@@ -98,7 +104,72 @@ func crashedNode(dir string, s hostState, logf func(string, ...any)) *Node {
 	for _, d := range s.HostDirs {
 		n.hostDirs[d] = true
 	}
+	n.tempDirs = s.TempDirs
 	return n
+}
+
+// envtestTempPrefixes name the directories envtest makes in the temp directory: webhook
+// serving certificates (always, in Environment.Start), and a component's state when its CertDir
+// or DataDir is not set (the node sets both inside its directory).
+var envtestTempPrefixes = []string{"envtest-serving-certs-", "k8s_test_framework_"}
+
+// envtestTempDirs lists the directories env uses outside the node's directory.
+func envtestTempDirs(env *envtest.Environment, nodeDir string) []string {
+	var out []string
+	candidates := []string{env.WebhookInstallOptions.LocalServingCertDir}
+	if api := env.ControlPlane.APIServer; api != nil {
+		candidates = append(candidates, api.CertDir)
+	}
+	if etcd := env.ControlPlane.Etcd; etcd != nil {
+		candidates = append(candidates, etcd.DataDir)
+	}
+	for _, d := range candidates {
+		if d != "" && d != nodeDir && !strings.HasPrefix(d, nodeDir+string(filepath.Separator)) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// removeTempDirs removes the recorded envtest directories. It removes only what envtest makes:
+// a directory (not a symlink) beside the node's own, named with an envtest prefix; anything else
+// in a record is reported and left alone.
+func (n *Node) removeTempDirs() error {
+	var errs []error
+	for _, d := range n.tempDirs {
+		if !isEnvtestTempDir(d, filepath.Dir(n.Dir)) {
+			errs = append(errs, fmt.Errorf("recorded temp directory %s is not one envtest makes in %s: left in place", d, filepath.Dir(n.Dir)))
+			continue
+		}
+		info, err := os.Lstat(d)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !info.IsDir() {
+			errs = append(errs, fmt.Errorf("recorded temp directory %s is not a directory: left in place", d))
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isEnvtestTempDir(dir, tempDir string) bool {
+	if filepath.Clean(dir) != dir || filepath.Dir(dir) != tempDir {
+		return false
+	}
+	for _, prefix := range envtestTempPrefixes {
+		if rest, ok := strings.CutPrefix(filepath.Base(dir), prefix); ok && rest != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // reclaimCrashed stops what crashed runs on bridge left on the host. The caller holds the

@@ -22,8 +22,9 @@ import (
 // Stop stops everything Start started and undoes its changes to the host: pods first (so the
 // kubelet tears down their sandboxes and network), then the kubelet, containerd and its shims,
 // the control plane; then mounts, cgroups, the bridge, CNI state, iptables additions, sysctls,
-// and the node's directory. It is safe to call more than once and after a failed Start. When
-// something could not be cleaned up, the error says what, and the component logs are kept.
+// envtest's directories in the temp directory, and the node's directory. It is safe to call
+// more than once and after a failed Start. When something could not be cleaned up, the error
+// says what, and the component logs are kept.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() { n.stopErr = n.stop() })
 	return n.stopErr
@@ -112,6 +113,7 @@ func (n *Node) stop() error {
 		return err
 	})
 	step("host directories", n.removeHostDirs)
+	step("envtest temp directories", n.removeTempDirs)
 
 	err := errors.Join(errs...)
 	if err != nil || n.keepLogs {
@@ -252,7 +254,8 @@ func (n *Node) removeHostDirs() error {
 }
 
 // Leftovers lists what a stopped node left on the host: processes naming its directory,
-// mounts under it, the directory itself, its bridge, and sysctls that differ from before Start.
+// mounts under it, the directory itself, envtest's directories beside it, its bridge, and
+// sysctls that differ from before Start.
 // Empty after a clean Stop; suites assert it (issue 6: everything started is cleaned).
 func (n *Node) Leftovers() []string {
 	var out []string
@@ -264,6 +267,11 @@ func (n *Node) Leftovers() []string {
 	}
 	if _, err := os.Stat(n.Dir); err == nil {
 		out = append(out, n.Dir+" still exists")
+	}
+	for _, d := range n.tempDirs {
+		if _, err := os.Lstat(d); err == nil {
+			out = append(out, d+" (envtest's) still exists")
+		}
 	}
 	if _, err := net.InterfaceByName(n.opts.Bridge); err == nil {
 		out = append(out, "bridge "+n.opts.Bridge+" still exists")

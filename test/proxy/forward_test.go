@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/proxyserver"
@@ -156,7 +157,14 @@ func markedPod(t *testing.T, ns, name, ip, connector string, hostNetwork, marked
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
 	require.NoError(t, k8s.Status().Update(ctx, pod))
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), pod) })
-	time.Sleep(300 * time.Millisecond) // the proxy's pod informer
+	if marked {
+		// The proxy identifies callers from its informer of marked pods, indexed by IP: wait until
+		// its copy has the address. (An unmarked pod never reaches that informer; the proxy refuses
+		// it after its own wait and live lookup, which is what the tests check.)
+		require.NoError(t, waitProxySees(ctx, pod, func(cached client.Object) bool {
+			return cached.(*corev1.Pod).Status.PodIP == ip
+		}))
+	}
 	return pod
 }
 

@@ -22,6 +22,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -127,6 +128,7 @@ func run(m *testing.M) int {
 	if err != nil {
 		return fail(err)
 	}
+	proxyView = mgr.GetClient()
 	handler, err := proxyserver.NewHandler(ctx, mgr, proxyserver.Options{Dial: testDial, StallTimeout: 20 * time.Second, MaxTokenFetches: 4, NodeForwarders: []string{forwarderNS + "/" + forwarderSA}})
 	if err != nil {
 		return fail(err)
@@ -199,30 +201,66 @@ func connectorWithSecret(ctx context.Context, ns, name, address, user, pass stri
 	if err := k8s.Create(ctx, nsObj); err != nil && !strings.Contains(err.Error(), "already exists") {
 		return err
 	}
+	connector := &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations}, Spec: v1alpha1.ConnectorSpec{
+		ConnectorClassName: v1alpha1.ClassHarbor, Address: address,
+		Auth:            &v1alpha1.ConnectorAuth{Name: v1alpha1.AuthBasic, SecretRef: &v1alpha1.SecretReference{Name: name + "-robot"}},
+		CACertSecretRef: &v1alpha1.LocalSecretReference{Name: name + "-ca"},
+	}}
 	for _, obj := range []client.Object{
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "builder"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-robot"}, Type: corev1.SecretTypeBasicAuth,
 			StringData: map[string]string{"username": user, "password": pass}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-ca"}, Data: map[string][]byte{"ca.crt": ca}},
-		&v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations}, Spec: v1alpha1.ConnectorSpec{
-			ConnectorClassName: v1alpha1.ClassHarbor, Address: address,
-			Auth:            &v1alpha1.ConnectorAuth{Name: v1alpha1.AuthBasic, SecretRef: &v1alpha1.SecretReference{Name: name + "-robot"}},
-			CACertSecretRef: &v1alpha1.LocalSecretReference{Name: name + "-ca"},
-		}},
+		connector,
 	} {
 		if err := k8s.Create(ctx, obj); err != nil && !strings.Contains(err.Error(), "already exists") {
 			return err
 		}
 	}
-	// Let the proxy's informer see the new Connector.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &v1alpha1.Connector{}); err == nil {
-			break
-		}
+	// The proxy authorises with the namespaces' labels and finds the Connector in its informer
+	// cache (the Secrets it reads live): wait until it holds both, this very Connector included.
+	if err := waitProxySees(ctx, nsObj, nil); err != nil {
+		return err
 	}
-	time.Sleep(100 * time.Millisecond)
+	return waitProxySees(ctx, connector, nil)
+}
+
+// proxyView is the reader the proxy under test takes Connectors, Namespaces and marked Pods from:
+// its manager's client, served by the manager's informer cache (NewHandler and the forward
+// listener's PodsByIP are given the same one). The suite's own client k8s reads the API server
+// directly, so an object it can Get may still be unknown to the proxy. Nil until the proxy
+// exists: objects made before then are in the informers' initial list, which run awaits with
+// WaitForCacheSync.
+var proxyView client.Reader
+
+// waitProxySees waits until the proxy's informer cache holds obj (the same object: its UID, when
+// obj came back from a Create) and ready, if not nil, accepts the cached copy. It polls the cache
+// the proxy reads, so it returns as soon as the watch event has arrived and never sleeps longer.
+func waitProxySees(ctx context.Context, obj client.Object, ready func(cached client.Object) bool) error {
+	if proxyView == nil {
+		return nil
+	}
+	key := client.ObjectKeyFromObject(obj)
+	cached := obj.DeepCopyObject().(client.Object)
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := proxyView.Get(ctx, key, cached); err != nil {
+			last = err // NotFound until the informer has it
+			return false, nil
+		}
+		if obj.GetUID() != "" && cached.GetUID() != obj.GetUID() {
+			last = fmt.Errorf("the proxy still holds an earlier object of that name (UID %s, want %s)", cached.GetUID(), obj.GetUID())
+			return false, nil
+		}
+		if ready != nil && !ready(cached) {
+			last = fmt.Errorf("the proxy's copy (resourceVersion %s) is not the expected state yet", cached.GetResourceVersion())
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the proxy's informer did not get %T %s: %v (last: %v)", obj, key, err, last)
+	}
 	return nil
 }
 
