@@ -61,6 +61,7 @@ fuzz: ## Fuzz the webhook's mutation for a minute (the seed corpus also runs in 
 	go test ./webhook -run '^$$' -fuzz FuzzPodMutation -fuzztime 60s
 
 demo: ## Run the product end to end on an embedded API server and test Harbor.
+	@echo "compiling the demo (first run: several minutes without output)..."
 	@go run ./test/demo
 
 deploy: ## Apply config/default to the current kubeconfig.

@@ -35,15 +35,24 @@ func interceptionCA(work string) (addr, caFile string, err error) {
 
 // forwardPushPull pushes and pulls with the Harbor image name unchanged: HTTPS_PROXY carries
 // <ns>%2F<connector> and a ServiceAccount token, the interception CA is the only extra trust.
-func forwardPushPull(ctx context.Context, work string, env *envtest.Environment, k8s client.Client, ns, hostName string, harbor *testharbor.Server, forwardAddr, caFile string) error {
+func forwardPushPull(ctx context.Context, work string, env *envtest.Environment, k8s client.Client, kubectl func(...string), ns, hostName string, harbor *testharbor.Server, forwardAddr, caFile string) error {
 	_, port, _ := net.SplitHostPort(harbor.Host())
 	registry := net.JoinHostPort(hostName, port)
+	const name = "harbor-by-name"
+	fmt.Printf("    Build tools keep Harbor's own image names and reach Harbor through HTTPS_PROXY. They never\n"+
+		"    proxy loopback addresses such as %s, so here the test Harbor goes by %s\n"+
+		"    (this machine's host name, which resolves to loopback), in place of a real Harbor's DNS name.\n"+
+		"    A Connector's address is the name image references use, so the platform admin adds a second\n"+
+		"    Connector, %s/%s: address https://%s, the same robot Secret and CA, and the\n"+
+		"    annotation %s=%s, because the test Harbor advertises\n"+
+		"    its token service there (by default credentials go only to the connector's own origin).\n",
+		harbor.Host(), registry, ns, name, registry, policies.AnnotationTokenRealmHost, harbor.Host())
 	// A Connector whose address is the name build tools use in image references.
 	// Harbor's token realm stays on the address it advertises (127.0.0.1:<port>); the
 	// annotation allows it, since the proxy otherwise sends credentials only to the connector's
 	// own origin.
 	c := &v1alpha1.Connector{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "harbor-by-name",
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
 			Annotations: map[string]string{policies.AnnotationTokenRealmHost: harbor.Host()}},
 		Spec: v1alpha1.ConnectorSpec{ConnectorClassName: v1alpha1.ClassHarbor, Address: "https://" + registry,
 			Auth:            &v1alpha1.ConnectorAuth{Name: v1alpha1.AuthBasic, SecretRef: &v1alpha1.SecretReference{Name: "harbor-robot"}},
@@ -55,6 +64,7 @@ func forwardPushPull(ctx context.Context, work string, env *envtest.Environment,
 	if err := waitCondition(ctx, k8s, c, v1alpha1.ConditionAuthReady, metav1.ConditionTrue); err != nil {
 		return err
 	}
+	kubectl("get", "connector", name, "-n", ns)
 	cs, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {
 		return err

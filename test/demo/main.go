@@ -1,10 +1,13 @@
 // Command demo runs harbor-connector end to end on this machine with no cluster: an embedded
 // API server (envtest, built on first run), the test Harbor over TLS with a private CA, and the
-// manager as a local process. It creates a Connector the way a platform admin would, shows it
-// becoming Ready, shows a wrong password being reported and fixed, and cleans up.
+// manager and the registry proxy as local processes. It creates a Connector the way a platform
+// admin would, shows a wrong password being reported and fixed, shows the webhook mutating an
+// annotated Job, pushes and pulls with crane through the reverse and the forward proxy, and
+// cleans up.
 //
-// Parts not built yet (admission webhook, registry proxy, CSI driver) are named as such in the
-// output rather than simulated.
+// The parts that need a real node (the node pull listener the kubelet pulls from, and the CSI
+// driver the kubelet mounts) are named in the output rather than simulated: `make e2e` runs them
+// on a real kubelet and containerd.
 package main
 
 import (
@@ -17,12 +20,15 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
@@ -33,6 +39,10 @@ import (
 )
 
 func main() {
+	// controller-runtime (envtest, the client) logs through a logger that must be set before
+	// first use, or it prints a "log.SetLogger(...) was never called" stack trace. The demo
+	// shows only errors from those libraries; the manager and the proxy log to their own files.
+	ctrllog.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "\ndemo failed:", err)
 		os.Exit(1)
@@ -53,7 +63,10 @@ func run() error {
 	}
 	defer os.RemoveAll(work)
 
-	step("Kubernetes binaries (built from the Go module proxy on first run, then cached)")
+	// The demo drives only crane: install no other client (some come from Debian and need root).
+	os.Setenv("CLIENTS_ONLY", "crane")
+
+	step("Kubernetes binaries: kube-apiserver, etcd, kubectl (built from the Go module proxy on first run, 4-12 minutes on 2 cores; then cached)")
 	assets := exec.Command(filepath.Join(root, "test", "tools", "k8s-assets.sh"))
 	assets.Stderr = os.Stderr
 	out, err := assets.Output()
@@ -61,6 +74,11 @@ func run() error {
 		return fmt.Errorf("building envtest assets: %w", err)
 	}
 	os.Setenv("KUBEBUILDER_ASSETS", strings.TrimSpace(string(out)))
+
+	step("crane, the registry client the app team uses below (installed from the Go module proxy on first run, then cached)")
+	if _, err := clients.Lookup("crane"); err != nil {
+		return fmt.Errorf("installing crane: %w", err)
+	}
 
 	step("Starting an embedded kube-apiserver + etcd with the Connector CRD")
 	env, err := kube.Start(kube.WithWebhooks("config/webhook/manifests.yaml"))
@@ -115,6 +133,7 @@ func run() error {
 	fmt.Printf("    Harbor at %s, private project 'team', robot account %s\n", harbor.URL(), robot)
 
 	step("Starting the registry proxy as a local process (HTTPS with its own CA, out of cluster with --kubeconfig)")
+	fmt.Println("    compiling cmd/manager and cmd/proxy (first run: a minute or more without output)")
 	build := exec.Command("go", "build", "-o", work+"/", "./cmd/manager", "./cmd/proxy")
 	build.Dir, build.Stderr = root, os.Stderr
 	if err := build.Run(); err != nil {
@@ -142,6 +161,7 @@ func run() error {
 	}
 	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
 	fmt.Printf("    reverse proxy at https://%s, forward proxy (HTTPS_PROXY) at http://%s\n", proxyAddr, forwardAddr)
+	fmt.Printf("    (in a cluster: the connectors-proxy Service; here random free ports on this machine)\n")
 
 	step("Starting the manager (controller + webhook) as a local process, out of cluster with --kubeconfig")
 	managerLog, err := os.Create(filepath.Join(work, "manager.log"))
@@ -151,10 +171,12 @@ func run() error {
 	// The API server calls the manager's webhook at the address and with the CA envtest set in
 	// the MutatingWebhookConfiguration from config/webhook, as cert-manager's cainjector would.
 	wh := env.WebhookInstallOptions
+	// The pull host is the install's default: the node pull listener's address on every node.
+	const pullHost = "127.0.0.1:5050"
 	manager := exec.Command(managerBin, "--kubeconfig", kubeconfig, "--leader-elect", "--leader-election-namespace", "default",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0", "--retry-interval", "5s",
 		"--webhook-port", strconv.Itoa(wh.LocalServingPort), "--webhook-cert-dir", wh.LocalServingCertDir,
-		"--forward-proxy-url", "http://127.0.0.1:3128", "--pull-host", "127.0.0.1:5050",
+		"--forward-proxy-url", "http://"+forwardAddr, "--pull-host", pullHost,
 		"--proxy-address", "https://"+proxyAddr, "--proxy-ca-file", proxyCAFile)
 	manager.Stdout, manager.Stderr = managerLog, managerLog
 	if err := manager.Start(); err != nil {
@@ -191,7 +213,8 @@ func run() error {
 		}
 	}
 	fmt.Println("    (the Secret deliberately holds a wrong password first)")
-	if err := waitCondition(ctx, k8s, connector, v1alpha1.ConditionAuthReady, metav1.ConditionFalse); err != nil {
+	// The wrong password must be the failure shown (not, say, a probe that timed out).
+	if err := waitCondition(ctx, k8s, connector, v1alpha1.ConditionAuthReady, metav1.ConditionFalse, v1alpha1.ReasonUnauthorized); err != nil {
 		return err
 	}
 	kubectl("get", "connectors", "-n", ns)
@@ -251,6 +274,12 @@ spec:
 	live, _ := kubectlOut("get", "job", "build", "-n", ns, "-o", "yaml")
 	fmt.Println("\n    What the webhook changed in the Job's pod template (diff of spec.template):")
 	fmt.Print(indent(diffTemplates(work, baseline, live)))
+	fmt.Printf("\n    %s is the node pull listener's address: every node runs one on its loopback (the\n"+
+		"    connectors-node DaemonSet), the kubelet pulls the rewritten image from it, and it relays the\n"+
+		"    pull to the proxy, which allows it only for a pod on that node marked for this connector.\n"+
+		"    HTTPS_PROXY is the proxy's forward listener above. This demo runs no kubelet (nor a Job\n"+
+		"    controller), so the Job never runs a Pod; the next steps push and pull as a build tool in\n"+
+		"    its Pod would.\n", pullHost)
 	fmt.Println("\n    Re-applying the same manifest, as GitOps would: kubectl diff shows nothing")
 	if out, err := kubectlCmd("diff", "-f", jobFile).Output(); err != nil || strings.TrimSpace(string(out)) != "" {
 		return fmt.Errorf("kubectl diff after re-apply is not empty (%v):\n%s", err, out)
@@ -265,23 +294,24 @@ spec:
 	step("App team: the same with the original image name, through HTTPS_PROXY (TLS interception of the Harbor host only)")
 	if hostName == "" {
 		fmt.Println("    skipped: this machine's host name does not resolve to a loopback address, and clients never proxy loopback targets")
-	} else if err := forwardPushPull(ctx, work, env, k8s, ns, hostName, harbor, forwardAddr, interceptCAFile); err != nil {
+	} else if err := forwardPushPull(ctx, work, env, k8s, kubectl, ns, hostName, harbor, forwardAddr, interceptCAFile); err != nil {
 		return err
 	}
 
 	step("Summary")
-	fmt.Printf(`    built and shown:   Connector API and controller (Secret checks, Harbor probes over verified TLS,
+	fmt.Printf(`    shown here:        Connector API and controller (Secret checks, Harbor probes over verified TLS,
                        robot accounts, conditions and events, recovery on Secret change, Ready);
                        admission webhook (image rewrite, proxy env, CSI volume, no credentials,
                        GitOps re-apply is a no-op); reverse proxy (ServiceAccount token in,
-                       Harbor credentials added, crane push and pull)
-                       forward proxy (HTTPS_PROXY, original image names, interception of the
-                       Harbor host only)
-    not built yet:     the node pull listener and the CSI driver, so a Pod cannot run the mutated
-                       Job yet
+                       Harbor credentials added, crane push and pull); forward proxy
+                       (HTTPS_PROXY, original image names, interception of the Harbor host only)
+    not shown here:    the node pull listener (%s) and the CSI driver (the files in
+                       /var/run/connectors) need a kubelet and a container runtime, which this
+                       demo does not run; make e2e (as root) runs both on a real kubelet and
+                       containerd on this machine
     the password never appears in the manager's or the proxy's log: %v
     took %s
-`, !logContains(filepath.Join(work, "manager.log"), secret) && !logContains(filepath.Join(work, "proxy.log"), secret), time.Since(start).Round(time.Second))
+`, pullHost, !logContains(filepath.Join(work, "manager.log"), secret) && !logContains(filepath.Join(work, "proxy.log"), secret), time.Since(start).Round(time.Second))
 	return nil
 }
 
@@ -329,18 +359,28 @@ func indent(s string) string {
 	return "    " + strings.Join(lines, "\n    ") + "\n"
 }
 
-func waitCondition(ctx context.Context, k8s client.Client, c *v1alpha1.Connector, condType string, status metav1.ConditionStatus) error {
+// waitCondition waits until the Connector's condition has the status (and, if given, the
+// reason); on timeout the error shows the condition as it last was.
+func waitCondition(ctx context.Context, k8s client.Client, c *v1alpha1.Connector, condType string, status metav1.ConditionStatus, reason ...string) error {
+	last := "not set"
 	for {
 		var got v1alpha1.Connector
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(c), &got); err != nil {
 			return err
 		}
-		if cond := meta.FindStatusCondition(got.Status.Conditions, condType); cond != nil && cond.Status == status {
-			return nil
+		if cond := meta.FindStatusCondition(got.Status.Conditions, condType); cond != nil {
+			if cond.Status == status && (len(reason) == 0 || cond.Reason == reason[0]) {
+				return nil
+			}
+			last = fmt.Sprintf("%s (%s): %s", cond.Status, cond.Reason, cond.Message)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("Connector %s/%s: %s never became %s", c.Namespace, c.Name, condType, status)
+			want := string(status)
+			if len(reason) > 0 {
+				want += " (" + reason[0] + ")"
+			}
+			return fmt.Errorf("Connector %s/%s: %s never became %s; it is %s", c.Namespace, c.Name, condType, want, last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -1,5 +1,6 @@
 // Package docs_test keeps README.md's reference tables true: every key, condition reason, flag
-// and metric the code defines must be documented, so the docs cannot rot.
+// and metric the code defines must be documented, so the docs cannot rot. README.md and docs/
+// link only to files inside the repository.
 package docs_test
 
 import (
@@ -125,5 +126,42 @@ func checkFlags(t *testing.T, binary string) {
 			continue // controller-runtime's logging flags, documented upstream
 		}
 		assert.True(t, strings.Contains(doc, "`--"+f[1]+"`"), "README.md's %s flag table must list --%s", binary, f[1])
+	}
+}
+
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// The repository stands alone: README.md and docs/*.md link only to files inside it that exist
+// (a user clones only this repository), and never mention the workspace's ../shared folder.
+func TestDocsLinkOnlyInsideTheRepository(t *testing.T) {
+	_, root := readme(t)
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	require.NoError(t, err)
+	require.NotEmpty(t, docs, "docs/*.md: README.md links to docs/architecture.md")
+	for _, doc := range append([]string{filepath.Join(root, "README.md")}, docs...) {
+		b, err := os.ReadFile(doc)
+		require.NoError(t, err)
+		name, _ := filepath.Rel(root, doc)
+		for i, line := range strings.Split(string(b), "\n") {
+			assert.False(t, strings.Contains(line, "../shared"), "%s:%d names ../shared, a folder outside the repository: %s", name, i+1, line)
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue // a web page, not a file
+			}
+			target, _, _ = strings.Cut(target, "#")
+			if target == "" {
+				continue // an anchor in the same file
+			}
+			abs := filepath.Join(filepath.Dir(doc), filepath.FromSlash(target))
+			rel, err := filepath.Rel(root, abs)
+			if !assert.NoError(t, err) || !assert.False(t, rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)),
+				"%s links to %s, outside the repository", name, m[1]) {
+				continue
+			}
+			_, err = os.Stat(abs)
+			assert.NoError(t, err, "%s links to %s, which does not exist", name, m[1])
+		}
 	}
 }

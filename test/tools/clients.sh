@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the pinned real registry clients the suites drive: crane, oras and regctl from the Go
-# module proxy, skopeo and buildah from Debian (and, with CLIENTS_DEBIAN="bin:package ...", more, such as
-# nginx for the benchmarks). Prints
+# module proxy, skopeo, buildah and nginx from Debian (nginx is Harbor's front: test/nginx checks
+# the proxy's path canonicaliser against it, and the benchmarks compare with it), and, with
+# CLIENTS_DEBIAN="bin:package ...", more, such as mitmproxy for the benchmarks. Prints
 # `name=path` lines. A missing Debian package is installed with apt-get when running as root;
-# otherwise the script fails naming the command to run.
+# otherwise the script fails naming the command to run. CLIENTS_ONLY="crane ..." installs and
+# prints only the clients named (the demo needs only crane, and no root).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -11,9 +13,11 @@ CRANE=github.com/google/go-containerregistry/cmd/crane@v0.20.6
 ORAS=oras.land/oras/cmd/oras@v1.2.3
 REGCTL=github.com/regclient/regclient/cmd/regctl@v0.9.0
 
-echo "crane=$("$here/go-tool.sh" crane "$CRANE")"
-echo "oras=$("$here/go-tool.sh" oras "$ORAS")"
-echo "regctl=$("$here/go-tool.sh" regctl "$REGCTL")"
+wanted() { [ -z "${CLIENTS_ONLY:-}" ] || [[ " $CLIENTS_ONLY " == *" $1 "* ]]; }
+
+if wanted crane; then echo "crane=$("$here/go-tool.sh" crane "$CRANE")"; fi
+if wanted oras; then echo "oras=$("$here/go-tool.sh" oras "$ORAS")"; fi
+if wanted regctl; then echo "regctl=$("$here/go-tool.sh" regctl "$REGCTL")"; fi
 
 debian() {
   local bin=${1%%:*} pkg=${1#*:}
@@ -27,7 +31,7 @@ debian() {
   fi
   echo "$bin=$(command -v "$bin")"
 }
-# bin:package pairs; CLIENTS_DEBIAN adds more (make bench adds nginx).
-for want in skopeo:skopeo buildah:buildah ${CLIENTS_DEBIAN:-}; do
-  debian "$want"
+# bin:package pairs; CLIENTS_DEBIAN adds more (make bench adds mitmproxy).
+for want in skopeo:skopeo buildah:buildah nginx:nginx-light ${CLIENTS_DEBIAN:-}; do
+  if wanted "${want%%:*}"; then debian "$want"; fi
 done
