@@ -57,8 +57,9 @@ bench: ## Benchmarks: each prints its figures side by side with its baseline, me
 	@CLIENTS_DEBIAN="nginx:nginx-light mitmdump:mitmproxy" test/tools/clients.sh >/dev/null
 	@env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
-fuzz: ## Fuzz the webhook's mutation for a minute (the seed corpus also runs in make test).
+fuzz: ## Fuzz the webhook's mutation and the proxy's path canonicaliser for a minute each (their seed corpora also run in make test).
 	go test ./webhook -run '^$$' -fuzz FuzzPodMutation -fuzztime 60s
+	go test ./policies -run '^$$' -fuzz FuzzCanonicalPath -fuzztime 60s
 
 demo: ## Run the product end to end on an embedded API server and test Harbor.
 	@echo "compiling the demo (first run: several minutes without output)..."

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,6 +48,8 @@ const (
 	// an hour, so every recovery the tests see comes from the Secret watch.
 	probeInterval = 2 * time.Second
 	retryInterval = time.Hour
+	// credentialsNS is where the manager keeps its copies of the Connectors' credentials.
+	credentialsNS = "connectors-system"
 )
 
 func TestMain(m *testing.M) {
@@ -105,6 +108,15 @@ func runSuite(m *testing.M) int {
 		RetryInterval: retryInterval,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// The copies of the Connectors' credentials the proxy reads, in the product namespace.
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: credentialsNS}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := controller.NewCredentialsMirror(mgr, credentialsNS).SetupWithManager(ctx, mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

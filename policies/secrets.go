@@ -25,6 +25,9 @@ type SecretProblem struct {
 
 func (p *SecretProblem) Error() string { return p.Message }
 
+// Unwrap exposes the API error, if any, to errors.Is and errors.As.
+func (p *SecretProblem) Unwrap() error { return p.Err }
+
 // BasicCredentials are a registry username and password read from a kubernetes.io/basic-auth
 // Secret. They format redacted, so no %v, %+v or %#v can leak the password into a log line, an
 // event, a condition or an error.

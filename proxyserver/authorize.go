@@ -11,6 +11,7 @@ import (
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/policies/access"
+	"github.com/alauda/harbor-connector/policies/registryauth"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 	"github.com/alauda/harbor-connector/proxyserver/upstream"
 )
@@ -72,23 +73,36 @@ func (a *authorizer) storeDenial(ref policies.ConnectorRef, err error) *denial {
 	var problem *policies.SecretProblem
 	if errors.As(err, &problem) && problem.Err == nil {
 		upstreamErrors.WithLabelValues("secret").Inc()
-		return &denial{codeUnavailable, fmt.Sprintf("connector %s cannot be used: %s; see the Connector's conditions", ref, problem.Message)}
+		a.log.Info("connector cannot be used", "connector", ref.String(), "reason", problem.Reason, "detail", problem.Message)
+		return &denial{codeUnavailable, fmt.Sprintf("connector %s cannot be used (%s): see the Connector's conditions", ref, problem.Reason)}
 	}
 	a.log.Error(err, "reading connector", "connector", ref.String())
 	return &denial{codeUnavailable, fmt.Sprintf("connector %s could not be read; retry", ref)}
 }
 
-// upstreamAuthDenial maps a failure to get the upstream credential to what the caller sees.
-func upstreamAuthDenial(w http.ResponseWriter, ref policies.ConnectorRef, err error) *denial {
+// upstreamAuthDenial maps a failure to get the upstream credential to what the caller sees: what
+// failed and where to look, never an address, a realm URL or a dial error (those go to the log
+// and, through the controller's probes, to the Connector's conditions).
+func (a *authorizer) upstreamAuthDenial(w http.ResponseWriter, ref policies.ConnectorRef, err error) *denial {
+	var status *registryauth.StatusError
 	switch {
-	case errors.Is(err, upstream.ErrUnauthorized), errors.Is(err, upstream.ErrRealmNotTrusted):
-		upstreamErrors.WithLabelValues("unauthorized").Inc()
-		return &denial{codeUnauthorized, fmt.Sprintf("the registry of connector %s refused the connector's credentials: %v; fix the connector's Secret", ref, err)}
 	case errors.Is(err, upstream.ErrTooManyFetches):
 		w.Header().Set("Retry-After", "1")
 		return &denial{codeTooManyRequests, fmt.Sprintf("too many token requests in flight for connector %s: retry shortly", ref)}
+	case errors.Is(err, upstream.ErrUnauthorized):
+		upstreamErrors.WithLabelValues("unauthorized").Inc()
+		return &denial{codeUnauthorized, fmt.Sprintf("the registry of connector %s refused the connector's credentials (%v): fix the connector's Secret; see the Connector's conditions", ref, err)}
+	}
+	a.log.Error(err, "upstream credential", "connector", ref.String())
+	switch {
+	case errors.Is(err, upstream.ErrRealmNotTrusted):
+		upstreamErrors.WithLabelValues("realm").Inc()
+		return &denial{codeUnavailable, fmt.Sprintf("the registry of connector %s names a token service the Connector does not allow: see the Connector's conditions", ref)}
+	case errors.As(err, &status):
+		upstreamErrors.WithLabelValues("token").Inc()
+		return &denial{codeUnavailable, fmt.Sprintf("the registry of connector %s is unavailable: its %v; retry, and see the Connector's conditions", ref, status)}
 	default:
 		upstreamErrors.WithLabelValues("token").Inc()
-		return &denial{codeUnavailable, fmt.Sprintf("the registry of connector %s is unavailable: %v", ref, err)}
+		return &denial{codeUnavailable, fmt.Sprintf("the registry of connector %s is unavailable: it could not be reached; retry, and see the Connector's conditions", ref)}
 	}
 }

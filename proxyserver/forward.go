@@ -59,7 +59,11 @@ func (f *Forward) connect(w http.ResponseWriter, r *http.Request) {
 		f.refuse(w, r, http.StatusBadRequest, "CONNECT needs host:port", c)
 		return
 	}
-	if ref, reg, ok := f.connectorFor(r.Context(), c, r.Host); ok {
+	if ref, reg, ok, denied := f.connectorFor(r.Context(), c, r.Host); ok {
+		if denied != nil {
+			f.refuse(w, r, http.StatusServiceUnavailable, denied.message, c)
+			return
+		}
 		if !f.Authority.Permitted(host) {
 			f.refuse(w, r, http.StatusForbidden, fmt.Sprintf("connector %s's host %s is outside the interception CA's permitted domains", ref, host), c)
 			return
@@ -86,6 +90,9 @@ func (f *Forward) connect(w http.ResponseWriter, r *http.Request) {
 // plain serves absolute-form proxy requests (plain HTTP): to a connector's registry host like an
 // intercepted one; anything else is refused (use HTTPS, tunnelled by CONNECT).
 func (f *Forward) plain(w http.ResponseWriter, r *http.Request) {
+	if _, ok := canonicalPath(w, r); !ok {
+		return
+	}
 	c, refused := identifyForward(r, f.Handler.reviewer, f.Pods)
 	if refused != nil {
 		f.refuse(w, r, refused.status, refused.message, nil)
@@ -95,9 +102,13 @@ func (f *Forward) plain(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Port() == "" {
 		hostPort = net.JoinHostPort(r.URL.Hostname(), "80")
 	}
-	ref, reg, ok := f.connectorFor(r.Context(), c, hostPort)
-	if !ok {
+	ref, reg, ok, denied := f.connectorFor(r.Context(), c, hostPort)
+	switch {
+	case !ok:
 		f.refuse(w, r, http.StatusForbidden, fmt.Sprintf("plain-HTTP proxying is offered only to your connectors' registries, not %s: use HTTPS", r.URL.Host), c)
+		return
+	case denied != nil:
+		writeError(w, denied.code, ref.String(), denied.message)
 		return
 	}
 	r.Header.Del("Proxy-Authorization")
@@ -105,8 +116,10 @@ func (f *Forward) plain(w http.ResponseWriter, r *http.Request) {
 	(&interception{handler: f.Handler, caller: c, ref: ref, registry: reg}).ServeHTTP(w, r)
 }
 
-// connectorFor returns the caller's connector whose registry is host:port, if any.
-func (f *Forward) connectorFor(ctx context.Context, c *caller, hostPort string) (policies.ConnectorRef, *upstream.Registry, bool) {
+// connectorFor returns the caller's connector whose registry is host:port, if any. A matching
+// connector that cannot be used (its Secret is broken) is an error, not a reason to tunnel the
+// request past it without credentials.
+func (f *Forward) connectorFor(ctx context.Context, c *caller, hostPort string) (policies.ConnectorRef, *upstream.Registry, bool, *denial) {
 	for _, ref := range c.connectors {
 		conn, err := f.Handler.auth.access.Resolve(ctx, c.id.Namespace, ref)
 		if err != nil {
@@ -116,11 +129,13 @@ func (f *Forward) connectorFor(ctx context.Context, c *caller, hostPort string) 
 		if err != nil || !addr.Registry.Matches(hostPort) {
 			continue
 		}
-		if reg, err := f.Handler.auth.store.For(ctx, conn); err == nil {
-			return ref, reg, true
+		reg, err := f.Handler.auth.store.For(ctx, conn)
+		if err != nil {
+			return ref, nil, true, f.Handler.auth.storeDenial(ref, err)
 		}
+		return ref, reg, true, nil
 	}
-	return policies.ConnectorRef{}, nil, false
+	return policies.ConnectorRef{}, nil, false, nil
 }
 
 func (f *Forward) refuse(w http.ResponseWriter, r *http.Request, status int, msg string, c *caller) {

@@ -32,6 +32,9 @@ type Handler struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := newRecorder(w, r, h.log, h.stall)
 	defer rec.finish()
+	if _, ok := canonicalPath(rec, r); !ok {
+		return
+	}
 	switch {
 	case r.URL.Path == "/v2/" || r.URL.Path == "/v2":
 		h.serveBase(rec, r)
@@ -91,7 +94,7 @@ func (h *Handler) serve(w *recorder, r *http.Request, id identity.Identity, rout
 	scopes := policies.ScopesFor(r.Method, route.Repository, from)
 	auth, cached, err := registry.Authorization(ctx, scopes)
 	if err != nil {
-		d := upstreamAuthDenial(w, ref, err)
+		d := h.auth.upstreamAuthDenial(w, ref, err)
 		writeError(w, d.code, ref.String(), d.message)
 		return
 	}

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
+
+	"github.com/go-logr/logr"
 
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/policies/access"
@@ -11,17 +14,24 @@ import (
 	"github.com/alauda/harbor-connector/proxyserver/upstream"
 )
 
-// relayHarborAPI relays a Harbor API call (harbor-cli, curl) of an intercepted tunnel to the
-// connector's Harbor with the connector's Basic credentials, which Harbor's API takes.
-func relayHarborAPI(w http.ResponseWriter, r *http.Request, resolver *access.Resolver, id identity.Identity, ref policies.ConnectorRef, reg *upstream.Registry) {
+// relayHarborAPI relays an allowed Harbor API call (harbor-cli, curl; policies.HarborAPIAllowed)
+// of an intercepted tunnel to the connector's Harbor with the connector's Basic credentials,
+// which Harbor's API takes. path is the canonical path that was checked, sent as is.
+func relayHarborAPI(w http.ResponseWriter, r *http.Request, path string, resolver *access.Resolver, id identity.Identity, ref policies.ConnectorRef, reg *upstream.Registry, log logr.Logger) {
 	if err := resolver.CheckVisible(r.Context(), id.Namespace, ref); err != nil {
 		writeError(w, codeDenied, ref.String(), err.Error())
 		return
 	}
 	origin := reg.Origin()
+	unescaped, err := url.PathUnescape(path)
+	if err != nil { // CanonicalPath admits only well-formed escapes
+		writeError(w, codeNameInvalid, ref.String(), err.Error())
+		return
+	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = origin.Scheme, origin.Host
+			pr.Out.URL.Path, pr.Out.URL.RawPath = unescaped, path
 			pr.Out.Host = origin.Host
 			pr.Out.Header.Del("Authorization")
 			pr.Out.Header.Del("Cookie")
@@ -36,7 +46,8 @@ func relayHarborAPI(w http.ResponseWriter, r *http.Request, resolver *access.Res
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			writeError(w, codeUnavailable, ref.String(), fmt.Sprintf("Harbor of connector %s could not be reached: %v", ref, unwrapURL(err)))
+			log.Error(unwrapURL(err), "relaying to Harbor's API", "connector", ref.String())
+			writeError(w, codeUnavailable, ref.String(), fmt.Sprintf("Harbor of connector %s could not be reached: retry, and see the Connector's conditions", ref))
 		},
 	}
 	proxy.ServeHTTP(w, r)

@@ -2,6 +2,8 @@ package proxyserver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -72,7 +74,9 @@ func identifyForward(r *http.Request, reviewer *identity.Reviewer, pods *PodsByI
 		user, _ = url.PathUnescape(user)
 		ns, name, ok := strings.Cut(user, "/")
 		if !ok || ns == "" || name == "" {
-			return nil, proxyAuthRequired(fmt.Sprintf("proxy username %q must be <namespace>/<connector> (URL-escaped: <namespace>%%2F<connector>)", user))
+			// Never echo the username: clients put tokens there too. A short hash lets the log
+			// correlate attempts without holding the value.
+			return nil, proxyAuthRequired(fmt.Sprintf("the proxy username must be <namespace>/<connector> (URL-escaped: <namespace>%%2F<connector>); the one sent (sha256 %s…) is not", shortHash(user)))
 		}
 		id, refused := review(r.Context(), reviewer, token)
 		if refused != nil {
@@ -110,4 +114,10 @@ func identifyForward(r *http.Request, reviewer *identity.Reviewer, pods *PodsByI
 
 func proxyAuthRequired(message string) *refusal {
 	return &refusal{status: http.StatusProxyAuthRequired, code: codeUnauthorized, message: message}
+}
+
+// shortHash identifies a credential-like value in messages and logs without revealing it.
+func shortHash(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:4])
 }

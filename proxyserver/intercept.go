@@ -52,6 +52,10 @@ func (in *interception) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer rec.finish()
 	rec.identity = &in.caller.id
 	ref := in.ref
+	path, ok := canonicalPath(rec, r)
+	if !ok {
+		return
+	}
 	switch {
 	case r.URL.Path == "/v2/" || r.URL.Path == "/v2":
 		// The proxy answers the base itself, so clients never start their own token dance.
@@ -69,8 +73,12 @@ func (in *interception) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route.Connector = ref
 		rec.route = &route
 		h.serve(rec, r, in.caller.id, route, true)
-	case strings.HasPrefix(r.URL.Path, "/api/v2.0/"):
-		relayHarborAPI(rec, r, h.auth.access, in.caller.id, ref, in.registry)
+	case strings.HasPrefix(r.URL.Path, policies.HarborAPIPrefix):
+		if allowed, reason := policies.HarborAPIAllowed(r.Method, path); !allowed {
+			writeError(rec, codeDenied, ref.String(), reason)
+			return
+		}
+		relayHarborAPI(rec, r, path, h.auth.access, in.caller.id, ref, in.registry, h.log)
 	default:
 		writeError(rec, codeDenied, ref.String(), fmt.Sprintf("%s is not served through the connectors proxy: only the registry API (/v2/) and Harbor's API (/api/v2.0/) are", r.URL.Path))
 	}

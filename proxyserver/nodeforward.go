@@ -73,6 +73,9 @@ func (c *fileCache) get(path string, recheck time.Duration) ([]byte, error) {
 
 // ServeHTTP implements http.Handler.
 func (f *NodeForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, ok := canonicalPath(w, r); !ok {
+		return
+	}
 	switch {
 	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz":
 		f.serveHealth(w)
@@ -122,7 +125,7 @@ func (f *NodeForwarder) build() {
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			f.Log.Error(err, "relaying a pull to the central proxy", "path", r.URL.Path)
-			writeError(w, codeUnavailable, "", fmt.Sprintf("the node pull listener cannot reach the central proxy at %s: %v", f.Upstream.Host, err))
+			writeError(w, codeUnavailable, "", "the node pull listener cannot reach the central proxy: retry; the listener's log on this node says why")
 		},
 	}
 }

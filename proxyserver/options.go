@@ -3,6 +3,7 @@ package proxyserver
 import (
 	"time"
 
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/policies/registryauth"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 )
@@ -26,6 +27,9 @@ type Options struct {
 	// NodeForwarders are the ServiceAccounts ("<namespace>/<name>") of the node pull listeners;
 	// empty disables node pulls.
 	NodeForwarders []string
+	// CredentialsNamespace is where the manager keeps its copies of connectors' credentials:
+	// the only namespace whose Secrets the proxy reads (the manager's --credentials-namespace).
+	CredentialsNamespace string
 	// Dial overrides how registries are dialled (tests map host names to loopback).
 	Dial registryauth.DialFunc
 }
@@ -41,6 +45,7 @@ func DefaultOptions() Options {
 		MaxTokenFetches:        4,
 		StallTimeout:           2 * time.Minute,
 		NodeForwarders:         []string{"connectors-system/connectors-node"},
+		CredentialsNamespace:   access.DefaultCredentialsNamespace,
 	}
 }
 
@@ -54,6 +59,9 @@ func (o Options) withDefaults() Options {
 	o.TokenReviewTTL = orDefault(o.TokenReviewTTL, d.TokenReviewTTL)
 	o.TokenReviewNegativeTTL = orDefault(o.TokenReviewNegativeTTL, d.TokenReviewNegativeTTL)
 	o.StallTimeout = orDefault(o.StallTimeout, d.StallTimeout)
+	if o.CredentialsNamespace == "" {
+		o.CredentialsNamespace = d.CredentialsNamespace
+	}
 	if o.MaxTokenFetches <= 0 {
 		o.MaxTokenFetches = d.MaxTokenFetches
 	}

@@ -36,10 +36,11 @@ var errStalled = errors.New("transfer stalled")
 type relay struct {
 	proxy *httputil.ReverseProxy
 	stall time.Duration
+	log   logr.Logger
 }
 
 func newRelay(log logr.Logger, stall time.Duration) *relay {
-	rl := &relay{stall: stall}
+	rl := &relay{stall: stall, log: log}
 	rl.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewriteRequest,
 		Transport:      upstreamTransport{},
@@ -139,8 +140,10 @@ func (upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // modifyResponse rewrites what names the upstream and hides what must not reach the client.
 func (rl *relay) modifyResponse(resp *http.Response) error {
 	call := callFrom(resp.Request.Context())
-	// Harbor's challenge never reaches the client: the client authenticated to the proxy.
+	// Harbor's challenge never reaches the client: the client authenticated to the proxy. Nor
+	// does a session: Harbor's core sets its sid cookie on /v2/ answers too.
 	resp.Header.Del("Www-Authenticate")
+	resp.Header.Del("Set-Cookie")
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		upstreamErrors.WithLabelValues("denied").Inc()
 		denied(resp, call)
@@ -192,7 +195,8 @@ func (rl *relay) errorHandler(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	upstreamErrors.WithLabelValues("unreachable").Inc()
-	writeError(w, codeUnavailable, ref, fmt.Sprintf("the registry of connector %s could not be reached: %v", ref, unwrapURL(err)))
+	rl.log.Error(unwrapURL(err), "relaying to the registry", "connector", ref)
+	writeError(w, codeUnavailable, ref, fmt.Sprintf("the registry of connector %s could not be reached: retry, and see the Connector's conditions", ref))
 }
 
 // cancelUpload deletes an upstream upload session. The registry authorises DELETE as its own

@@ -89,5 +89,5 @@ func Routes(registry http.Handler, ready func() bool) http.Handler {
 		}
 		_, _ = w.Write([]byte("ok"))
 	})
-	return mux
+	return Canonical(mux)
 }

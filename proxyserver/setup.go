@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
@@ -20,25 +21,50 @@ import (
 
 // +kubebuilder:rbac:groups=connectors.alauda.io,resources=connectors,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=connectors-system,resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 
+// CacheOptionsFor is the proxy manager's cache: CacheOptions, and Secrets (which the proxy
+// watches by metadata only) in credentialsNamespace alone, the one namespace its Role lets it
+// read Secrets in.
+func CacheOptionsFor(credentialsNamespace string) cache.Options {
+	opts := CacheOptions()
+	if opts.ByObject == nil {
+		opts.ByObject = map[client.Object]cache.ByObject{}
+	}
+	opts.ByObject[&corev1.Secret{}] = cache.ByObject{Namespaces: map[string]cache.Config{credentialsNamespace: {}}}
+	return opts
+}
+
 // NewHandler wires the handler to a manager: Connectors and Namespaces from its informer cache
-// (through the access seam), Secrets read live and watched by metadata (a change drops the connector's
-// upstream state, tokens included), callers verified by TokenReview.
+// (through the access seam), callers verified by TokenReview, and connectors' credentials read
+// live from the manager's copies in opts.CredentialsNamespace (access.LoadMirroredCredentials; the
+// proxy never reads a Connector's own Secrets), which it watches by metadata: a change drops the
+// connector's upstream state, tokens included. mgr's cache must come from
+// CacheOptionsFor(opts.CredentialsNamespace).
 func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, error) {
 	opts = opts.withDefaults()
+	credentialsNamespace := opts.CredentialsNamespace
 	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
 		return nil, err
 	}
-	store := &upstream.Store{Secrets: mgr.GetAPIReader(), Dial: opts.Dial, MaxTokenFetches: opts.MaxTokenFetches}
+	live := mgr.GetAPIReader()
+	store := &upstream.Store{
+		Load: func(ctx context.Context, c *v1alpha1.Connector) (access.Credentials, error) {
+			return access.LoadMirroredCredentials(ctx, live, credentialsNamespace, c)
+		},
+		Dial: opts.Dial, MaxTokenFetches: opts.MaxTokenFetches,
+	}
 
 	secrets, err := mgr.GetCache().GetInformer(ctx, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}})
 	if err != nil {
 		return nil, fmt.Errorf("watching Secret metadata: %w", err)
 	}
 	if _, err := secrets.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		// Add too: a copy created again (after a Connector was recreated, or deleted by hand)
+		// must not leave a Registry built before it in place.
+		AddFunc:    func(obj any) { invalidateSecret(store, obj) },
 		UpdateFunc: func(_, obj any) { invalidateSecret(store, obj) },
 		DeleteFunc: func(obj any) { invalidateSecret(store, obj) },
 	}); err != nil {

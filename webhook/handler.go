@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -54,31 +54,52 @@ type mutation struct {
 	kind     string
 }
 
-func (m *mutation) respond(ctx context.Context, req admission.Request, obj any, objectMeta, podMeta, oldPodMeta *metav1.ObjectMeta, spec *corev1.PodSpec) admission.Response {
-	logger := log.FromContext(ctx).WithValues("kind", m.kind, "namespace", req.Namespace, "name", objectName(objectMeta), "operation", req.Operation, "uid", req.UID, "dryRun", req.DryRun != nil && *req.DryRun)
-	if reason := skipReason(req.Operation, objectMeta, podMeta, oldPodMeta); reason != "" {
+// respond decides one admission. cur is the object as the request holds it (mutated in place);
+// old is the stored object on UPDATE (nil otherwise).
+func (m *mutation) respond(ctx context.Context, req admission.Request, obj any, cur podParts, old *podParts) admission.Response {
+	podMeta := cur.pod
+	logger := log.FromContext(ctx).WithValues("kind", m.kind, "namespace", req.Namespace, "name", objectName(cur.object), "operation", req.Operation, "uid", req.UID, "dryRun", req.DryRun != nil && *req.DryRun)
+	var oldPodMeta *metav1.ObjectMeta
+	if old != nil {
+		oldPodMeta = old.pod
+	}
+	if reason := skipReason(req.Operation, cur.object, podMeta, oldPodMeta); reason != "" {
 		m.count(req, resultSkipped)
 		skips.WithLabelValues(reason).Inc()
 		logger.V(1).Info("skipped", "reason", reason)
 		return admission.Allowed(reason)
 	}
-	outcome, err := m.injector.Inject(ctx, req.Namespace, podMeta, spec)
+	// What the update changes, read before Inject rewrites the object in place.
+	var changed []string
+	if req.Operation == admissionv1.Update && old != nil {
+		changed = changedFacts(cur, *old)
+	}
+	outcome, err := m.injector.Inject(ctx, req.Namespace, podMeta, cur.spec)
 	for reason, n := range outcome.Skipped {
 		skips.WithLabelValues(reason).Add(float64(n))
 	}
 	if err != nil {
 		switch {
-		case IsDenial(err) && req.Operation == admissionv1.Update:
+		case IsDenial(err) && req.Operation == admissionv1.Update && len(changed) == 0:
 			// An object mutated at creation is only re-mutated on UPDATE so a re-applied manifest
 			// stays a no-op; that must never block its lifecycle. When its connector was deleted
 			// or is no longer visible, a denial here would refuse every later update, including
 			// the Job controller removing its tracking finalizer, leaving pods stuck Terminating.
-			// The proxy still refuses the connector, so admitting it unchanged gives nothing away.
+			// Such an update changes none of what the refusal is about (the connector, inject and
+			// status annotations, the images), so admitting it unchanged gives nothing away: the
+			// proxy still refuses the connector. An update that changes any of them is denied
+			// below, like a creation: otherwise a denial would turn into "admitted unchanged" for
+			// exactly the change it refuses.
 			m.count(req, resultUnchanged)
 			logger.Info("re-mutation refused; admitted unchanged", "connectors", podMeta.Annotations[policies.AnnotationConnector], "reason", err.Error())
 			resp := admission.Allowed("")
 			resp.Warnings = []string{"admitted unchanged: " + err.Error()}
 			return resp
+		case IsDenial(err) && req.Operation == admissionv1.Update:
+			m.count(req, resultDenied)
+			logger.Info("denied", "connectors", podMeta.Annotations[policies.AnnotationConnector], "changed", changed, "reason", err.Error())
+			return admission.Denied(err.Error() + " (this update changes " + strings.Join(changed, ", ") +
+				"; an update of an object the webhook mutated is admitted unchanged only when it changes none of the connector, inject and status annotations and images)")
 		case IsDenial(err):
 			m.count(req, resultDenied)
 			logger.Info("denied", "connectors", podMeta.Annotations[policies.AnnotationConnector], "reason", err.Error())

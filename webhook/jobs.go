@@ -23,16 +23,18 @@ func (h *JobHandler) Handle(ctx context.Context, req admission.Request) admissio
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	var oldMeta *metav1.ObjectMeta
-	if old != nil {
-		oldMeta = &old.Spec.Template.ObjectMeta
-	}
 	// The annotation may sit on the Job or on its template: copy the Job's into the template
 	// (so its pods carry it and the Pod webhook finds them already mutated), then decide on
-	// and mutate the template.
+	// and mutate the template. The stored Job gets the same copy, so an update compares like
+	// with like.
 	copyOptIn(&job.ObjectMeta, &job.Spec.Template.ObjectMeta)
+	var oldParts *podParts
+	if old != nil {
+		copyOptIn(&old.ObjectMeta, &old.Spec.Template.ObjectMeta)
+		oldParts = &podParts{object: &old.ObjectMeta, pod: &old.Spec.Template.ObjectMeta, spec: &old.Spec.Template.Spec}
+	}
 	m := mutation{injector: h.Injector, kind: "Job"}
-	return m.respond(ctx, req, job, &job.ObjectMeta, &job.Spec.Template.ObjectMeta, oldMeta, &job.Spec.Template.Spec)
+	return m.respond(ctx, req, job, podParts{object: &job.ObjectMeta, pod: &job.Spec.Template.ObjectMeta, spec: &job.Spec.Template.Spec}, oldParts)
 }
 
 // copyOptIn copies the connector annotation, the inject annotation and the opt-in label from

@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -21,10 +20,10 @@ func (h *PodHandler) Handle(ctx context.Context, req admission.Request) admissio
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	var oldMeta *metav1.ObjectMeta
+	var oldParts *podParts
 	if old != nil {
-		oldMeta = &old.ObjectMeta
+		oldParts = &podParts{object: &old.ObjectMeta, pod: &old.ObjectMeta, spec: &old.Spec}
 	}
 	m := mutation{injector: h.Injector, kind: "Pod"}
-	return m.respond(ctx, req, pod, &pod.ObjectMeta, &pod.ObjectMeta, oldMeta, &pod.Spec)
+	return m.respond(ctx, req, pod, podParts{object: &pod.ObjectMeta, pod: &pod.ObjectMeta, spec: &pod.Spec}, oldParts)
 }

@@ -12,7 +12,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/alauda/harbor-connector/cmd/internal/wiring"
 	"github.com/alauda/harbor-connector/csi"
@@ -24,7 +23,8 @@ func main() {
 	var (
 		endpoint, registrationDir, nodeID, audience string
 		forward, forwardTLS, reverseHost, caFiles   string
-		metricsAddr, probeAddr                      string
+		metrics                                     wiring.MetricsFlags
+		probeAddr                                   string
 		tmpfs                                       bool
 	)
 	flag.StringVar(&endpoint, "endpoint", "/var/lib/kubelet/plugins/connectors-csi/csi.sock", "the CSI socket the kubelet calls")
@@ -36,13 +36,13 @@ func main() {
 	flag.StringVar(&reverseHost, "reverse-host", "connectors-proxy.connectors-system.svc", "the reverse proxy's host[:port] (config.json, buildkitd.toml)")
 	flag.StringVar(&caFiles, "ca-bundle-files", "/etc/connectors/proxy-ca/ca.crt,/etc/connectors/intercept-ca/ca.crt", "comma-separated PEM files rendered into ca.crt (proxy serving CA, interception CA; re-read on every publish)")
 	flag.BoolVar(&tmpfs, "tmpfs", true, "mount each volume as its own tmpfs, so the pod's token never touches the node's disk (needs CAP_SYS_ADMIN)")
-	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Prometheus endpoint; 0 disables it")
+	metrics.Bind(flag.CommandLine, "0")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8082", "/healthz and /readyz")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	if err := run(endpoint, registrationDir, metricsAddr, probeAddr, &csi.Driver{
+	if err := run(endpoint, registrationDir, metrics, probeAddr, &csi.Driver{
 		NodeID: nodeID, Audience: audience, ForwardProxy: forward, ForwardProxyTLS: forwardTLS, ReverseHost: reverseHost,
 		CABundle: bundleReader(wiring.List(caFiles)), Tmpfs: tmpfs,
 	}); err != nil {
@@ -51,7 +51,7 @@ func main() {
 	}
 }
 
-func run(endpoint, registrationDir, metricsAddr, probeAddr string, driver *csi.Driver) error {
+func run(endpoint, registrationDir string, metrics wiring.MetricsFlags, probeAddr string, driver *csi.Driver) error {
 	if driver.NodeID == "" {
 		return fmt.Errorf("--node-id (or $NODE_NAME) is required")
 	}
@@ -63,7 +63,7 @@ func run(endpoint, registrationDir, metricsAddr, probeAddr string, driver *csi.D
 	if err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: metricsAddr}, HealthProbeBindAddress: probeAddr})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metrics.Options(), HealthProbeBindAddress: probeAddr})
 	if err != nil {
 		return err
 	}

@@ -15,18 +15,20 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/alauda/harbor-connector/cmd/internal/wiring"
 	"github.com/alauda/harbor-connector/controller"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/webhook"
 )
 
 func main() {
 	var (
-		metricsAddr, probeAddr    string
+		metrics                   wiring.MetricsFlags
+		probeAddr                 string
+		credentialsNamespace      string
 		leaderElect               bool
 		leaderElectionNamespace   string
 		copts                     = controller.DefaultOptions()
@@ -37,7 +39,8 @@ func main() {
 		noProxy                   string
 		permittedDomains          string
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
+	metrics.Bind(flag.CommandLine, ":8443")
+	flag.StringVar(&credentialsNamespace, "credentials-namespace", access.DefaultCredentialsNamespace, "namespace where the manager keeps a copy of each Connector's credentials for the proxy (the proxy's --credentials-namespace); the only namespace it writes Secrets in")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect one active controller among replicas (a Lease in --leader-election-namespace)")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease; required out of cluster")
@@ -63,7 +66,7 @@ func main() {
 	setupLog := ctrl.Log.WithName("setup")
 
 	if err := run(managerOptions{
-		metricsAddr: metricsAddr, probeAddr: probeAddr,
+		metrics: metrics, probeAddr: probeAddr, credentialsNamespace: credentialsNamespace,
 		leaderElect: leaderElect, leaderElectionNamespace: leaderElectionNamespace,
 		controller:     copts,
 		webhookEnabled: webhookEnabled, webhookPort: webhookPort, webhookCertDir: webhookCertDir,
@@ -75,7 +78,9 @@ func main() {
 }
 
 type managerOptions struct {
-	metricsAddr, probeAddr  string
+	metrics                 wiring.MetricsFlags
+	probeAddr               string
+	credentialsNamespace    string
 	leaderElect             bool
 	leaderElectionNamespace string
 	controller              controller.Options
@@ -97,7 +102,7 @@ func run(o managerOptions) error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                 o.metrics.Options(),
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "connectors-manager.connectors.alauda.io",
@@ -111,6 +116,9 @@ func run(o managerOptions) error {
 	ctx := ctrl.SetupSignalHandler()
 	reconciler := controller.NewReconciler(mgr, o.controller)
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	if err := controller.NewCredentialsMirror(mgr, o.credentialsNamespace).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	if o.webhookEnabled {

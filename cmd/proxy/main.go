@@ -16,7 +16,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/alauda/harbor-connector/cmd/internal/wiring"
 	"github.com/alauda/harbor-connector/policies"
@@ -26,7 +25,8 @@ import (
 func main() {
 	var (
 		httpsAddr, httpAddr, certDir string
-		metricsAddr, probeAddr       string
+		metrics                      wiring.MetricsFlags
+		probeAddr                    string
 		audiences                    string
 		opts                         = proxyserver.DefaultOptions()
 		drainTimeout                 time.Duration
@@ -43,7 +43,8 @@ func main() {
 	flag.StringVar(&httpsAddr, "https-address", ":8443", "address of the reverse proxy's HTTPS listener (empty disables it)")
 	flag.StringVar(&certDir, "tls-cert-dir", "/etc/connectors/proxy-tls", "directory with tls.crt and tls.key for HTTPS (from cert-manager; reloaded on renewal)")
 	flag.StringVar(&httpAddr, "http-address", "", "address of a plain-HTTP reverse listener, for development (empty disables it)")
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
+	metrics.Bind(flag.CommandLine, ":8444")
+	flag.StringVar(&opts.CredentialsNamespace, "credentials-namespace", opts.CredentialsNamespace, "namespace where the manager keeps its copies of connectors' credentials; the only namespace whose Secrets the proxy reads (the manager's --credentials-namespace)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints for the kubelet")
 	flag.StringVar(&audiences, "audience", strings.Join(opts.Audiences, ","), "comma-separated token audiences the proxy accepts")
 	flag.DurationVar(&opts.TokenReviewTTL, "tokenreview-ttl", opts.TokenReviewTTL, "how long an accepted token is trusted without a new TokenReview (bounded by its expiry)")
@@ -78,13 +79,13 @@ func main() {
 		ctrl.Log.Error(nil, "--mode must be central or node", "mode", mode)
 		os.Exit(2)
 	}
-	if err := run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr, drainTimeout, opts, fwd); err != nil {
+	if err := run(httpsAddr, httpAddr, certDir, metrics, probeAddr, drainTimeout, opts, fwd); err != nil {
 		ctrl.Log.Error(err, "proxy stopped")
 		os.Exit(1)
 	}
 }
 
-func run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr string, drain time.Duration, opts proxyserver.Options, fwd forwardFlags) error {
+func run(httpsAddr, httpAddr, certDir string, metrics wiring.MetricsFlags, probeAddr string, drain time.Duration, opts proxyserver.Options, fwd forwardFlags) error {
 	scheme, err := wiring.Scheme()
 	if err != nil {
 		return err
@@ -95,9 +96,9 @@ func run(httpsAddr, httpAddr, certDir, metricsAddr, probeAddr string, drain time
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                metrics.Options(),
 		HealthProbeBindAddress: probeAddr,
-		Cache:                  proxyserver.CacheOptions(),
+		Cache:                  proxyserver.CacheOptionsFor(opts.CredentialsNamespace),
 	})
 	if err != nil {
 		return err

@@ -3,7 +3,10 @@ package access
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,7 +33,21 @@ type Credentials struct {
 // Secret is a *policies.SecretProblem naming the Secret, the condition reason and the fix; when
 // the API server could not be asked, the problem's Err says why.
 func LoadCredentials(ctx context.Context, reader client.Reader, c *v1alpha1.Connector) (Credentials, error) {
-	var out Credentials
+	m, err := readSecrets(ctx, reader, c)
+	return m.Credentials, err
+}
+
+// material is what a Connector's Secrets hold: the credentials, plus the CA certificates as PEM
+// (what the manager's copy of them carries, see mirror.go).
+type material struct {
+	Credentials
+	// caPEM holds every certificate of the CA Secret's .crt and .pem keys, in key order; empty
+	// without caCertSecretRef.
+	caPEM []byte
+}
+
+func readSecrets(ctx context.Context, reader client.Reader, c *v1alpha1.Connector) (material, error) {
+	var out material
 	if ref := c.Spec.CACertSecretRef; ref != nil {
 		key := types.NamespacedName{Namespace: c.Namespace, Name: ref.Name}
 		out.Secrets = append(out.Secrets, key)
@@ -44,6 +61,7 @@ func LoadCredentials(ctx context.Context, reader client.Reader, c *v1alpha1.Conn
 			return out, problem
 		}
 		out.RootCAs = pool
+		out.caPEM = caBundle(&s)
 	}
 	if c.Spec.Auth == nil || c.Spec.Auth.SecretRef == nil {
 		return out, nil
@@ -69,6 +87,29 @@ func LoadCredentials(ctx context.Context, reader client.Reader, c *v1alpha1.Conn
 	}
 	out.Basic = creds
 	return out, nil
+}
+
+// caBundle re-encodes the certificates of a CA Secret that policies.CAPoolFromSecret accepted:
+// the CERTIFICATE blocks of its keys ending .crt or .pem, in sorted key order, nothing else.
+func caBundle(s *corev1.Secret) []byte {
+	keys := make([]string, 0, len(s.Data))
+	for k := range s.Data {
+		if strings.HasSuffix(k, ".crt") || strings.HasSuffix(k, ".pem") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var out []byte
+	for _, k := range keys {
+		certs, err := policies.PEMCertificates(s.Data[k])
+		if err != nil {
+			continue // CAPoolFromSecret refused such a Secret already
+		}
+		for _, cert := range certs {
+			out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
+		}
+	}
+	return out
 }
 
 // secretReadError is notFound for a missing Secret; any other API error (e.g. Forbidden, which

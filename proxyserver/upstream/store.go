@@ -14,11 +14,17 @@ import (
 	"github.com/alauda/harbor-connector/policies/registryauth"
 )
 
-// Store keeps one Registry per connector, built from the resolved Connector and its Secrets
-// (read live by access.LoadCredentials, so Secret data never sits in an informer cache). A Registry is rebuilt
-// when its Connector changes, and dropped when a Secret it uses changes (InvalidateSecret), so
-// rotated credentials and CAs take effect without a restart and old tokens are forgotten.
+// Store keeps one Registry per connector, built from the resolved Connector and its credentials
+// (read live by Load, so Secret data never sits in an informer cache). A Registry is rebuilt
+// when its Connector changes, and dropped when a Secret it was built from changes
+// (InvalidateSecret), so rotated credentials and CAs take effect without a restart and old
+// tokens are forgotten.
 type Store struct {
+	// Load reads a connector's credentials; the proxy reads the manager's copy of them
+	// (access.LoadMirroredCredentials). Nil reads the Connector's own Secrets with Secrets
+	// (access.LoadCredentials).
+	Load func(ctx context.Context, c *v1alpha1.Connector) (access.Credentials, error)
+	// Secrets is the live reader Load defaults to.
 	Secrets client.Reader
 	// Dial overrides how registries are dialled (tests map names to loopback).
 	Dial registryauth.DialFunc
@@ -110,7 +116,13 @@ func (s *Store) build(ctx context.Context, c *v1alpha1.Connector) (*Registry, []
 	if err != nil {
 		return nil, nil, &policies.SecretProblem{Reason: v1alpha1.ReasonUnreachable, Message: err.Error()}
 	}
-	creds, err := access.LoadCredentials(ctx, s.Secrets, c)
+	load := s.Load
+	if load == nil {
+		load = func(ctx context.Context, c *v1alpha1.Connector) (access.Credentials, error) {
+			return access.LoadCredentials(ctx, s.Secrets, c)
+		}
+	}
+	creds, err := load(ctx, c)
 	if err != nil {
 		return nil, nil, err
 	}

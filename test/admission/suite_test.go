@@ -1,6 +1,7 @@
-// Package admission_test runs the webhook the way a cluster does: the real API server calls it
-// over TLS, selected by the MutatingWebhookConfiguration in config/webhook (with the CA injected
-// as cert-manager would), and the ValidatingAdmissionPolicy from the same folder is enforced.
+// Package admission_test runs the webhooks the way a cluster does: the real API server calls
+// them over TLS, selected by the Mutating- and ValidatingWebhookConfiguration in config/webhook
+// (with the CA injected as cert-manager would), and the ValidatingAdmissionPolicy from the same
+// folder is enforced.
 package admission_test
 
 import (
@@ -54,7 +55,7 @@ func run(m *testing.M) int {
 	if root, err = clients.RepoRoot(); err != nil {
 		return fail(err)
 	}
-	if env, err = kube.Start(kube.WithWebhooks("config/webhook/manifests.yaml")); err != nil {
+	if env, err = kube.Start(kube.WithWebhooks("config/webhook/manifests.yaml", "config/webhook/validating.yaml")); err != nil {
 		return fail(err)
 	}
 	defer env.Stop()

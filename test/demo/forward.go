@@ -35,7 +35,7 @@ func interceptionCA(work string) (addr, caFile string, err error) {
 
 // forwardPushPull pushes and pulls with the Harbor image name unchanged: HTTPS_PROXY carries
 // <ns>%2F<connector> and a ServiceAccount token, the interception CA is the only extra trust.
-func forwardPushPull(ctx context.Context, work string, env *envtest.Environment, k8s client.Client, kubectl func(...string), ns, hostName string, harbor *testharbor.Server, forwardAddr, caFile string) error {
+func forwardPushPull(ctx context.Context, work string, env *envtest.Environment, k8s client.Client, kubectl func(...string), ns, hostName string, harbor *testharbor.Server, forwardAddr, caFile, credentialsNS, password string) error {
 	_, port, _ := net.SplitHostPort(harbor.Host())
 	registry := net.JoinHostPort(hostName, port)
 	const name = "harbor-by-name"
@@ -44,13 +44,14 @@ func forwardPushPull(ctx context.Context, work string, env *envtest.Environment,
 		"    (this machine's host name, which resolves to loopback), in place of a real Harbor's DNS name.\n"+
 		"    A Connector's address is the name image references use, so the platform admin adds a second\n"+
 		"    Connector, %s/%s: address https://%s, the same robot Secret and CA, and the\n"+
-		"    annotation %s=%s, because the test Harbor advertises\n"+
-		"    its token service there (by default credentials go only to the connector's own origin).\n",
-		harbor.Host(), registry, ns, name, registry, policies.AnnotationTokenRealmHost, harbor.Host())
-	// A Connector whose address is the name build tools use in image references.
-	// Harbor's token realm stays on the address it advertises (127.0.0.1:<port>); the
-	// annotation allows it, since the proxy otherwise sends credentials only to the connector's
-	// own origin.
+		"    annotation %s=%s, the test Harbor's configured external name,\n"+
+		"    so the proxy asks Harbor's token service there (https://%s/service/token). Without it\n"+
+		"    the proxy would ask /service/token on the connector's own origin, which the test Harbor serves too.\n",
+		harbor.Host(), registry, ns, name, registry, policies.AnnotationTokenRealmHost, harbor.Host(), harbor.Host())
+	// A Connector whose address is the name build tools use in image references. For class
+	// harbor the proxy computes the token realm (/service/token) rather than reading a challenge:
+	// on the connector's origin, or on the host the annotation names, here the address the test
+	// Harbor is configured with (127.0.0.1:<port>), as a real Harbor's external URL would be.
 	c := &v1alpha1.Connector{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
 			Annotations: map[string]string{policies.AnnotationTokenRealmHost: harbor.Host()}},
@@ -65,6 +66,10 @@ func forwardPushPull(ctx context.Context, work string, env *envtest.Environment,
 		return err
 	}
 	kubectl("get", "connector", name, "-n", ns)
+	// The proxy reads this Connector's credentials from the manager's copy: wait for it.
+	if _, err := waitMirror(ctx, k8s, credentialsNS, c, password); err != nil {
+		return err
+	}
 	cs, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {
 		return err

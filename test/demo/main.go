@@ -1,8 +1,9 @@
 // Command demo runs harbor-connector end to end on this machine with no cluster: an embedded
 // API server (envtest, built on first run), the test Harbor over TLS with a private CA, and the
 // manager and the registry proxy as local processes. It creates a Connector the way a platform
-// admin would, shows a wrong password being reported and fixed, shows the webhook mutating an
-// annotated Job, pushes and pulls with crane through the reverse and the forward proxy, and
+// admin would, shows a wrong password being reported and fixed, shows the manager's copy of the
+// Connector's credentials that the proxy reads (in connectors-system), shows the webhook mutating
+// an annotated Job, pushes and pulls with crane through the reverse and the forward proxy, and
 // cleans up.
 //
 // The parts that need a real node (the node pull listener the kubelet pulls from, and the CSI
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +35,7 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/test/clients"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
 	"github.com/alauda/harbor-connector/test/kube"
@@ -115,6 +118,14 @@ func run() error {
 		return string(out), err
 	}
 
+	// The product's namespace, as the install creates it: the manager keeps its copies of the
+	// Connectors' credentials there (--credentials-namespace), and the proxy reads Secrets there
+	// only. Both binaries get the same value below.
+	credentialsNS := access.DefaultCredentialsNamespace
+	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: credentialsNS}}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", credentialsNS, err)
+	}
+
 	step("Starting the test Harbor (real distribution registry behind a Harbor 2.x front) over TLS with a private CA")
 	// Clients never send loopback targets through HTTPS_PROXY, so the forward-proxy part needs a
 	// name for this machine that resolves to it (its host name, usually in /etc/hosts).
@@ -154,6 +165,9 @@ func run() error {
 	}
 	proxy := exec.Command(proxyBin, "--kubeconfig", kubeconfig, "--https-address", proxyAddr, "--tls-cert-dir", filepath.Join(work, "proxy-tls"),
 		"--forward-address", forwardAddr, "--intercept-ca-dir", filepath.Join(work, "intercept-ca"),
+		"--credentials-namespace", credentialsNS,
+		// No metrics (their default, :8444, and the manager's :8443 would clash with other
+		// processes on this machine) and no probe listener: nothing here scrapes or probes them.
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
 	proxy.Stdout, proxy.Stderr = proxyLog, proxyLog
 	if err := proxy.Start(); err != nil {
@@ -174,6 +188,7 @@ func run() error {
 	// The pull host is the install's default: the node pull listener's address on every node.
 	const pullHost = "127.0.0.1:5050"
 	manager := exec.Command(managerBin, "--kubeconfig", kubeconfig, "--leader-elect", "--leader-election-namespace", "default",
+		"--credentials-namespace", credentialsNS,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0", "--retry-interval", "5s",
 		"--webhook-port", strconv.Itoa(wh.LocalServingPort), "--webhook-cert-dir", wh.LocalServingCertDir,
 		"--forward-proxy-url", "http://"+forwardAddr, "--pull-host", pullHost,
@@ -231,6 +246,16 @@ func run() error {
 	kubectl("get", "connectors", "-n", ns)
 	kubectl("get", "connector", "harbor", "-n", ns, "-o",
 		`jsonpath={range .status.conditions[*]}{"    "}{.type}{"="}{.status}{" ("}{.reason}{"): "}{.message}{"\n"}{end}`)
+
+	step("The manager's copy of the Connector's credentials in %s, the one namespace whose Secrets the proxy reads", credentialsNS)
+	mirror, err := waitMirror(ctx, k8s, credentialsNS, connector, secret)
+	if err != nil {
+		return err
+	}
+	kubectl("get", "secrets", "-n", credentialsNS, "-l", access.LabelMirror+"=true")
+	fmt.Printf("    %s: copy of connector %s (generation %s), keys %s; it followed the password fix\n",
+		mirror.Name, mirror.Annotations[access.AnnotationMirrorOf], mirror.Annotations[access.AnnotationMirrorGeneration], strings.Join(dataKeys(mirror), ", "))
+	fmt.Println("    (in a cluster the proxy's Role allows Secrets only in this namespace; here it runs with the demo's admin kubeconfig)")
 
 	step("App team: an annotated Job in a namespace labelled %s=true", policies.LabelProxyInject)
 	if err := k8s.Update(ctx, labelled(ns)); err != nil {
@@ -294,13 +319,14 @@ spec:
 	step("App team: the same with the original image name, through HTTPS_PROXY (TLS interception of the Harbor host only)")
 	if hostName == "" {
 		fmt.Println("    skipped: this machine's host name does not resolve to a loopback address, and clients never proxy loopback targets")
-	} else if err := forwardPushPull(ctx, work, env, k8s, kubectl, ns, hostName, harbor, forwardAddr, interceptCAFile); err != nil {
+	} else if err := forwardPushPull(ctx, work, env, k8s, kubectl, ns, hostName, harbor, forwardAddr, interceptCAFile, credentialsNS, secret); err != nil {
 		return err
 	}
 
 	step("Summary")
 	fmt.Printf(`    shown here:        Connector API and controller (Secret checks, Harbor probes over verified TLS,
                        robot accounts, conditions and events, recovery on Secret change, Ready);
+                       the manager's copy of the credentials in %s, which the proxy reads;
                        admission webhook (image rewrite, proxy env, CSI volume, no credentials,
                        GitOps re-apply is a no-op); reverse proxy (ServiceAccount token in,
                        Harbor credentials added, crane push and pull); forward proxy
@@ -311,7 +337,7 @@ spec:
                        containerd on this machine
     the password never appears in the manager's or the proxy's log: %v
     took %s
-`, pullHost, !logContains(filepath.Join(work, "manager.log"), secret) && !logContains(filepath.Join(work, "proxy.log"), secret), time.Since(start).Round(time.Second))
+`, credentialsNS, pullHost, !logContains(filepath.Join(work, "manager.log"), secret) && !logContains(filepath.Join(work, "proxy.log"), secret), time.Since(start).Round(time.Second))
 	return nil
 }
 
@@ -384,6 +410,46 @@ func waitCondition(ctx context.Context, k8s client.Client, c *v1alpha1.Connector
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// waitMirror waits until the manager's copy of c's credentials in credentialsNS is made for c as
+// it is now (uid and generation) and holds password, and returns it.
+func waitMirror(ctx context.Context, k8s client.Client, credentialsNS string, c *v1alpha1.Connector, password string) (*corev1.Secret, error) {
+	key := access.MirrorKey(credentialsNS, policies.ConnectorRef{Namespace: c.Namespace, Name: c.Name})
+	last := "no copy"
+	for {
+		var cur v1alpha1.Connector
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
+			return nil, err
+		}
+		var s corev1.Secret
+		switch err := k8s.Get(ctx, key, &s); {
+		case err != nil:
+			last = err.Error()
+		case !access.IsMirrorOf(&s, &cur):
+			last = "a copy made for another generation or Connector"
+		case s.Annotations[access.AnnotationMirrorProblemReason] != "":
+			last = "a copy recording " + s.Annotations[access.AnnotationMirrorProblemReason]
+		case string(s.Data[access.MirrorPasswordKey]) != password:
+			last = "a copy holding another password"
+		default:
+			return &s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the manager never copied connector %s/%s's credentials to %s: %s", c.Namespace, c.Name, key, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func dataKeys(s *corev1.Secret) []string {
+	keys := make([]string, 0, len(s.Data))
+	for k := range s.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func logContains(path, s string) bool {

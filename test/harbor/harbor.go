@@ -3,8 +3,11 @@
 // tell the difference (TESTING.md "Registry and Harbor behaviour"): the token service and its
 // lenient answers, Basic robot credentials on /v2/, the Basic challenge after a denied
 // authenticated request, /api/v2.0/ping, /api/v2.0/users/current (412 for robots) and
-// /api/v2.0/users/current/permissions, public and private projects. It serves HTTP or TLS with a
-// test CA, in process or as the test-harbor command.
+// /api/v2.0/users/current/permissions, public and private projects. Like a Harbor behind its
+// nginx front, it normalises request paths before routing (decoding, dot segments, merged
+// slashes: /api/v2.0/../../service/token reaches the token service) and sets core's sid
+// session cookie (front.go). It serves HTTP or TLS with a test CA, in process or as the
+// test-harbor command.
 package testharbor
 
 import (
@@ -63,11 +66,15 @@ type Server struct {
 	leaf       *testca.Leaf
 	registryMu sync.Mutex
 
-	tokenFetches     atomic.Int64
-	uploadCancels    atomic.Int64
-	tokenServiceDown atomic.Bool
-	issuedMu         sync.Mutex
-	issued           []string
+	tokenFetches  atomic.Int64
+	uploadCancels atomic.Int64
+	// uploadChunksStarted counts PATCH requests that reached the front.
+	uploadChunksStarted atomic.Int64
+	tokenServiceDown    atomic.Bool
+	issuedMu            sync.Mutex
+	issued              []string
+	sessionsMu          sync.Mutex
+	sessionIDs          map[string]bool
 }
 
 // Start runs a test Harbor until Close.
@@ -81,7 +88,7 @@ func Start(opts Options) (*Server, error) {
 	if len(opts.Hosts) == 0 {
 		opts.Hosts = []string{"127.0.0.1", "localhost"}
 	}
-	s := &Server{opts: opts, accounts: newAccounts()}
+	s := &Server{opts: opts, accounts: newAccounts(), sessionIDs: map[string]bool{}}
 	if s.opts.Dir == "" {
 		dir, err := os.MkdirTemp("", "test-harbor-")
 		if err != nil {
@@ -136,7 +143,9 @@ func Start(opts Options) (*Server, error) {
 		s.listener.Close()
 		return nil, err
 	}
-	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: serverLog()}
+	// As behind Harbor's nginx: paths are normalised before routing, and core sets its session
+	// cookie (front.go).
+	s.http = &http.Server{Handler: nginxFront(s.sessions(s.routes())), ReadHeaderTimeout: 10 * time.Second, ErrorLog: serverLog()}
 	go func() { _ = s.http.Serve(s.listener) }()
 	return s, nil
 }
@@ -219,6 +228,10 @@ func (s *Server) RestartRegistry() error {
 
 // UploadCancels counts DELETE requests for upload sessions (cancelled uploads).
 func (s *Server) UploadCancels() int64 { return s.uploadCancels.Load() }
+
+// UploadChunksStarted counts upload chunks (PATCH requests) that reached Harbor, so a test can
+// wait until a relayed upload is really in flight instead of sleeping.
+func (s *Server) UploadChunksStarted() int64 { return s.uploadChunksStarted.Load() }
 
 // TokenFetches counts requests to the token service since start.
 func (s *Server) TokenFetches() int64 { return s.tokenFetches.Load() }

@@ -18,6 +18,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /api/v2.0/users/current", s.serveCurrentUser)
 	mux.HandleFunc("GET /api/v2.0/users/current/permissions", s.servePermissions)
+	mux.HandleFunc("GET /api/v2.0/projects", s.serveProjects)
 	mux.Handle("/v2/", s.registryFront())
 	return mux
 }
@@ -54,6 +55,23 @@ func (s *Server) servePermissions(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(perms)
+}
+
+// serveProjects is Harbor's GET /api/v2.0/projects, reduced to what the proxy's relay needs: the
+// projects the account has grants on, 401 without valid credentials (real Harbor lists public
+// projects anonymously; the tests only need to see that the connector's credentials arrived).
+func (s *Server) serveProjects(w http.ResponseWriter, r *http.Request) {
+	_, acc, ok := s.basicAccount(r)
+	if !ok {
+		writeHarborError(w, http.StatusUnauthorized, "UNAUTHORIZED", "unauthorized")
+		return
+	}
+	projects := []map[string]any{}
+	for project := range acc.grants {
+		projects = append(projects, map[string]any{"name": project})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(projects)
 }
 
 func (s *Server) basicAccount(r *http.Request) (string, *account, bool) {
@@ -94,6 +112,9 @@ func (s *Server) registryFront() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/blobs/uploads/") {
 			s.uploadCancels.Add(1)
+		}
+		if r.Method == http.MethodPatch {
+			s.uploadChunksStarted.Add(1)
 		}
 		if user, pass, ok := r.BasicAuth(); ok {
 			acc, ok := s.accounts.authenticate(user, pass)

@@ -61,15 +61,28 @@ func TestInstallManifestsApply(t *testing.T) {
 
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-proxy-inject"}, &mwc))
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-pod-status"}, &vwc))
 
 	t.Run("webhook clientConfig reaches the manager", func(t *testing.T) {
 		require.Len(t, mwc.Webhooks, 4)
+		require.Len(t, vwc.Webhooks, 1)
+		paths := map[string][]string{} // the paths each configuration may point at
+		clientConfigs := map[string]admissionregistrationv1.WebhookClientConfig{}
 		for _, wh := range mwc.Webhooks {
-			svcRef := wh.ClientConfig.Service
-			require.NotNil(t, svcRef, wh.Name)
-			assert.Contains(t, []string{webhook.PodsPath, webhook.JobsPath}, *svcRef.Path, "%s path must be one the manager serves", wh.Name)
+			clientConfigs[wh.Name] = wh.ClientConfig
+			paths[wh.Name] = []string{webhook.PodsPath, webhook.JobsPath}
+		}
+		for _, wh := range vwc.Webhooks {
+			clientConfigs[wh.Name] = wh.ClientConfig
+			paths[wh.Name] = []string{webhook.ValidatePodsPath}
+		}
+		for name, cc := range clientConfigs {
+			svcRef := cc.Service
+			require.NotNil(t, svcRef, name)
+			assert.Contains(t, paths[name], *svcRef.Path, "%s path must be one the manager serves", name)
 			var svc corev1.Service
-			require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: svcRef.Namespace, Name: svcRef.Name}, &svc), wh.Name)
+			require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: svcRef.Namespace, Name: svcRef.Name}, &svc), name)
 			assert.True(t, labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(deploy.Spec.Template.Labels)), "Service %s selects the manager pods", svc.Name)
 			port := findServicePort(svc, *svcRef.Port)
 			require.NotNil(t, port, "Service %s has port %d", svc.Name, *svcRef.Port)
@@ -79,6 +92,7 @@ func TestInstallManifestsApply(t *testing.T) {
 
 	t.Run("cert-manager serves and injects the webhook certificate", func(t *testing.T) {
 		ref := mwc.Annotations["cert-manager.io/inject-ca-from"]
+		assert.Equal(t, ref, vwc.Annotations["cert-manager.io/inject-ca-from"], "both webhook configurations get the CA of the one serving certificate")
 		ns, name, ok := strings.Cut(ref, "/")
 		require.True(t, ok, "inject-ca-from %q", ref)
 		var cert cmapi.Certificate
@@ -110,7 +124,63 @@ func TestInstallManifestsApply(t *testing.T) {
 		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-pull-host-requires-injection"}, &vap))
 		pullHost := argValue(manager.Args, "--pull-host")
 		require.NotEmpty(t, pullHost)
-		assert.Contains(t, vap.Spec.Variables[0].Expression, "'"+pullHost+"/'", "the policy's pull host must equal the manager's --pull-host")
+		rule, err := policies.NewPullHostRule(pullHost)
+		require.NoError(t, err)
+		variables := map[string]string{}
+		for _, v := range vap.Spec.Variables {
+			variables[v.Name] = v.Expression
+		}
+		// The policy matches the pull host in every spelling (policies.PullHostRule) and the proxy
+		// path under any host, with the Go rule's patterns verbatim.
+		assert.Contains(t, variables["aimed"], "i.matches(r'"+rule.ImagePattern()+"')",
+			"the policy's pull host pattern must be the Go rule's for the manager's --pull-host %s; put this in config/webhook/pull-host-policy.yaml and validating.yaml:\n  r'%s'", pullHost, rule.ImagePattern())
+		assert.Contains(t, variables["aimed"], "i.matches(r'"+policies.ProxyPathImagePattern+"')")
+		allScopes := admissionregistrationv1.AllScopes
+		assert.Contains(t, vap.Spec.MatchConstraints.ResourceRules, admissionregistrationv1.NamedRuleWithOperations{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/ephemeralcontainers"}, Scope: &allScopes},
+		}}, "kubectl debug's subresource is covered")
+	})
+
+	t.Run("the validating webhook sees marked Pods in every namespace but kube-system", func(t *testing.T) {
+		pullHost := argValue(manager.Args, "--pull-host")
+		rule, err := policies.NewPullHostRule(pullHost)
+		require.NoError(t, err)
+		require.Len(t, vwc.Webhooks, 1)
+		wh := vwc.Webhooks[0]
+		assert.Equal(t, admissionregistrationv1.Fail, *wh.FailurePolicy)
+		assert.Equal(t, admissionregistrationv1.SideEffectClassNone, *wh.SideEffects)
+		assert.Nil(t, wh.ObjectSelector.MatchExpressions, "no object selector: a forged Pod chooses its own labels")
+		assert.Empty(t, wh.ObjectSelector.MatchLabels)
+		assert.Equal(t, []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system"}}},
+			wh.NamespaceSelector.MatchExpressions, "every namespace but kube-system, whatever its labels")
+		assert.Empty(t, wh.NamespaceSelector.MatchLabels)
+
+		ops := map[string][]admissionregistrationv1.OperationType{}
+		for _, r := range wh.Rules {
+			assert.Equal(t, []string{""}, r.APIGroups)
+			for _, res := range r.Resources {
+				ops[res] = append(ops[res], r.Operations...)
+			}
+		}
+		assert.ElementsMatch(t, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}, ops["pods"])
+		assert.Equal(t, []admissionregistrationv1.OperationType{admissionregistrationv1.Update}, ops["pods/ephemeralcontainers"])
+		assert.Equal(t, []admissionregistrationv1.OperationType{admissionregistrationv1.Update}, ops["pods/status"])
+
+		conditions := map[string]string{}
+		for _, mc := range wh.MatchConditions {
+			conditions[mc.Name] = mc.Expression
+		}
+		marked := conditions["marked-or-aimed-at-the-pull-host"]
+		assert.Contains(t, marked, "'"+policies.AnnotationStatus+"' in object.metadata.annotations")
+		assert.Contains(t, marked, "ephemeralContainers")
+		assert.Contains(t, marked, "initContainers")
+		assert.Contains(t, marked, "i.matches(r'"+policies.ProxyPathImagePattern+"')", "the same proxy path pattern as the policy")
+		assert.Contains(t, marked, "i.matches(r'"+rule.ImagePattern()+"')", "the same pull host pattern as the policy")
+		status := conditions["status-updates-that-change-the-status-annotation"]
+		assert.Contains(t, status, "request.subResource != 'status'")
+		assert.Contains(t, status, "oldObject.metadata.annotations['"+policies.AnnotationStatus+"']")
+		assert.Len(t, conditions, 2)
 	})
 }
 
@@ -360,7 +430,7 @@ func TestInstallNetworkPolicies(t *testing.T) {
 			for _, ctr := range tmpl.Spec.Containers {
 				for _, port := range ctr.Ports {
 					ok := false
-					for _, src := range []netSource{externalIP("192.0.2.10"), podIn("team-a", nil)} {
+					for _, src := range []netSource{externalIP("192.0.2.10"), podIn("team-a", nil), monitoring} {
 						ok = ok || ingressAllowed(pols, tmpl.Labels, port, src)
 					}
 					assert.True(t, ok, "%s port %s (%d) is reachable from nowhere", ctr.Name, port.Name, port.ContainerPort)
@@ -378,11 +448,10 @@ func TestInstallNetworkPolicies(t *testing.T) {
 		for _, src := range []string{"192.0.2.10", "10.0.0.2", "172.16.0.1"} {
 			assert.True(t, ingressAllowed(pols, manager.Labels, *port, externalIP(src)), "webhook from %s", src)
 		}
-		for _, name := range []string{"metrics", "health"} {
-			p := containerPort(manager.Spec, name)
-			require.NotNil(t, p, name)
-			assert.True(t, ingressAllowed(pols, manager.Labels, *p, externalIP("192.0.2.10")), "manager %s from anywhere", name)
-		}
+		health := containerPort(manager.Spec, "health")
+		require.NotNil(t, health)
+		assert.True(t, ingressAllowed(pols, manager.Labels, *health, externalIP("192.0.2.10")), "manager probes from anywhere (the kubelet)")
+		assertMetricsOnlyFromMonitoring(t, pols, manager)
 		assert.False(t, ingressAllowed(pols, manager.Labels, corev1.ContainerPort{ContainerPort: 9999, Protocol: corev1.ProtocolTCP}, podIn("team-a", nil)), "a port the manager does not serve is refused")
 		assert.False(t, isolated(pols, manager.Labels, networkingv1.PolicyTypeEgress), "the manager's egress (API server, registries, the proxy) is not restricted")
 	})
@@ -402,11 +471,10 @@ func TestInstallNetworkPolicies(t *testing.T) {
 		}
 		https := containerPort(proxy.Spec, "https")
 		assert.True(t, ingressAllowed(pols, proxy.Labels, *https, externalIP("10.0.0.5")), "node pull listeners (hostNetwork, node addresses) reach the reverse listener")
-		for _, name := range []string{"metrics", "health"} {
-			p := containerPort(proxy.Spec, name)
-			require.NotNil(t, p, name)
-			assert.True(t, ingressAllowed(pols, proxy.Labels, *p, externalIP("192.0.2.10")), "proxy %s from anywhere", name)
-		}
+		health := containerPort(proxy.Spec, "health")
+		require.NotNil(t, health)
+		assert.True(t, ingressAllowed(pols, proxy.Labels, *health, externalIP("192.0.2.10")), "proxy probes from anywhere (the kubelet)")
+		assertMetricsOnlyFromMonitoring(t, pols, proxy)
 		assert.False(t, ingressAllowed(pols, proxy.Labels, corev1.ContainerPort{ContainerPort: 9999, Protocol: corev1.ProtocolTCP}, podIn("team-a", nil)), "a port the proxy does not serve is refused")
 	})
 
@@ -444,6 +512,21 @@ func TestInstallNetworkPolicies(t *testing.T) {
 			assert.False(t, egressAllowed(pols, proxy.Labels, r.ip, r.port, r.proto), "%s:%d/%s must be refused", r.ip, r.port, r.proto)
 		}
 	})
+}
+
+// monitoring is a Prometheus pod in a namespace labelled as README says (metrics=enabled).
+var monitoring = podInLabelled("monitoring", map[string]string{"metrics": "enabled"}, map[string]string{"app": "prometheus"})
+
+// assertMetricsOnlyFromMonitoring: the https-metrics port admits pods of namespaces labelled
+// metrics=enabled, and nothing else (other namespaces' pods, other addresses).
+func assertMetricsOnlyFromMonitoring(t *testing.T, pols []networkingv1.NetworkPolicy, tmpl *corev1.PodTemplateSpec) {
+	t.Helper()
+	p := containerPort(tmpl.Spec, "https-metrics")
+	require.NotNil(t, p, "%s serves https-metrics", tmpl.Labels["app.kubernetes.io/name"])
+	assert.True(t, ingressAllowed(pols, tmpl.Labels, *p, monitoring), "metrics from a namespace labelled metrics=enabled")
+	for _, src := range []netSource{podIn("team-a", map[string]string{"app": "prometheus"}), podInLabelled("ci", map[string]string{"metrics": "disabled"}, nil), externalIP("192.0.2.10"), externalIP("10.0.0.5")} {
+		assert.False(t, ingressAllowed(pols, tmpl.Labels, *p, src), "metrics from %+v must be refused", src)
+	}
 }
 
 // The proxy scales on CPU: the HPA targets the proxy Deployment, every container requests CPU

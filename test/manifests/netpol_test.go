@@ -70,6 +70,7 @@ func portMatches(ports []networkingv1.NetworkPolicyPort, name string, number int
 type netSource struct {
 	ip          net.IP
 	podNS       string
+	nsLabels    map[string]string // the pod's namespace's labels, besides kubernetes.io/metadata.name
 	podLabels   map[string]string
 	isPodSource bool
 }
@@ -78,6 +79,11 @@ func externalIP(ip string) netSource { return netSource{ip: net.ParseIP(ip)} }
 
 func podIn(ns string, podLabels map[string]string) netSource {
 	return netSource{podNS: ns, podLabels: podLabels, isPodSource: true}
+}
+
+// podInLabelled is a pod in a namespace that carries nsLabels.
+func podInLabelled(ns string, nsLabels, podLabels map[string]string) netSource {
+	return netSource{podNS: ns, nsLabels: nsLabels, podLabels: podLabels, isPodSource: true}
 }
 
 func hasPolicyType(pol networkingv1.NetworkPolicy, typ networkingv1.PolicyType) bool {
@@ -133,7 +139,11 @@ func peerMatches(peer networkingv1.NetworkPolicyPeer, policyNS string, src netSo
 	}
 	if peer.NamespaceSelector != nil {
 		sel, err := metav1.LabelSelectorAsSelector(peer.NamespaceSelector)
-		if err != nil || !sel.Matches(labels.Set{"kubernetes.io/metadata.name": src.podNS}) {
+		nsLabels := labels.Set{"kubernetes.io/metadata.name": src.podNS}
+		for k, v := range src.nsLabels {
+			nsLabels[k] = v
+		}
+		if err != nil || !sel.Matches(nsLabels) {
 			return false
 		}
 	} else if src.podNS != policyNS {

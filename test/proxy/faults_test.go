@@ -219,14 +219,17 @@ func TestAbandonedUploadIsCancelledUpstream(t *testing.T) {
 	loc := resp.Header.Get("Location")
 	resp.Body.Close()
 
-	cancels := harbor.UploadCancels()
+	cancels, chunks := harbor.UploadCancels(), harbor.UploadChunksStarted()
 	conn, err := tls.Dial("tcp", proxyAddr, &tls.Config{RootCAs: proxyCA.Pool()})
 	require.NoError(t, err)
 	fmt.Fprintf(conn, "PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n",
 		loc, proxyAddr, basic(token), 64<<20)
 	_, err = conn.Write(make([]byte, 1<<20))
 	require.NoError(t, err)
-	time.Sleep(200 * time.Millisecond)
+	// Leave only once the proxy relays the chunk: a client gone before that leaves nothing
+	// upstream to cancel (under load that took longer than a fixed pause).
+	require.Eventually(t, func() bool { return harbor.UploadChunksStarted() > chunks }, 30*time.Second, 10*time.Millisecond,
+		"the proxy relayed the chunk to the registry")
 	conn.Close() // gone, 63 MiB short
 
 	require.Eventually(t, func() bool { return harbor.UploadCancels() == cancels+1 }, 10*time.Second, 50*time.Millisecond,

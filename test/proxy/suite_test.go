@@ -31,6 +31,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/controller"
+	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver"
 	"github.com/alauda/harbor-connector/test/capture"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
@@ -105,6 +108,19 @@ func run(m *testing.M) int {
 	robotB, secretB := harbor.AddRobot("other", "ci")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: credentialsNS}}); err != nil {
+		return fail(err)
+	}
+	if err := kube.ApplyFiles(ctx, k8s, "config/proxy/role.yaml", "config/proxy/service_account.yaml"); err != nil {
+		return fail(err)
+	}
+	// The manager's credentials mirror, run here with the suite's admin account, copies each
+	// Connector's credentials into the product namespace, where the proxy reads them.
+	mirror, err := startMirror(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer mirror()
 	for ns, cred := range map[string][2]string{nsA: {robotA, secretA}, nsB: {robotB, secretB}} {
 		if err := connectorWithSecret(ctx, ns, "harbor", harbor.URL(), cred[0], cred[1], harbor.CACertPEM(), nil); err != nil {
 			return fail(err)
@@ -124,12 +140,15 @@ func run(m *testing.M) int {
 	_ = os.WriteFile(filepath.Join(certDir, "tls.key"), leaf.KeyPEM, 0o600)
 	_ = os.WriteFile(filepath.Join(workDir, "proxy-ca.crt"), proxyCA.CertPEM, 0o644)
 
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: kube.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}, Cache: proxyserver.CacheOptions()})
+	// The proxy runs as its own ServiceAccount with the RBAC config/proxy gives it (so it can read
+	// no Secret but the manager's copies in the product namespace; startMirror keeps those).
+	mgr, err := ctrl.NewManager(kube.AsServiceAccount(env.Config, credentialsNS, "connectors-proxy"), ctrl.Options{Scheme: kube.Scheme(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, Cache: proxyserver.CacheOptionsFor(credentialsNS)})
 	if err != nil {
 		return fail(err)
 	}
 	proxyView = mgr.GetClient()
-	handler, err := proxyserver.NewHandler(ctx, mgr, proxyserver.Options{Dial: testDial, StallTimeout: 20 * time.Second, MaxTokenFetches: 4, NodeForwarders: []string{forwarderNS + "/" + forwarderSA}})
+	handler, err := proxyserver.NewHandler(ctx, mgr, proxyserver.Options{Dial: testDial, StallTimeout: 20 * time.Second, MaxTokenFetches: 4, NodeForwarders: []string{forwarderNS + "/" + forwarderSA}, CredentialsNamespace: credentialsNS})
 	if err != nil {
 		return fail(err)
 	}
@@ -218,11 +237,61 @@ func connectorWithSecret(ctx context.Context, ns, name, address, user, pass stri
 		}
 	}
 	// The proxy authorises with the namespaces' labels and finds the Connector in its informer
-	// cache (the Secrets it reads live): wait until it holds both, this very Connector included.
+	// cache (the credentials it reads live, from the manager's copy): wait until it holds both,
+	// this very Connector included, and until the copy made for it is there (holding the
+	// credentials, or what is wrong with the Secrets).
 	if err := waitProxySees(ctx, nsObj, nil); err != nil {
 		return err
 	}
-	return waitProxySees(ctx, connector, nil)
+	if err := waitProxySees(ctx, connector, nil); err != nil {
+		return err
+	}
+	return waitCopy(ctx, connector, nil)
+}
+
+// credentialsNS is the product namespace, where the manager keeps its copies of connectors'
+// credentials and the only namespace whose Secrets the proxy may read.
+const credentialsNS = "connectors-system"
+
+// startMirror runs the manager's credentials mirror (the controller that copies each Connector's
+// credentials into credentialsNS) in a manager of its own, as the suite's admin.
+func startMirror(ctx context.Context) (stop func(), err error) {
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: kube.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		return nil, err
+	}
+	if err := controller.NewCredentialsMirror(mgr, credentialsNS).SetupWithManager(ctx, mgr); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() { cancel(); <-done }, nil
+}
+
+// waitCopy waits until the manager's copy of c's credentials is the one made for the Connector
+// as it now is (its uid and generation) and ok, if not nil, accepts it.
+func waitCopy(ctx context.Context, c *v1alpha1.Connector, ok func(*corev1.Secret) bool) error {
+	key := access.MirrorKey(credentialsNS, policies.ConnectorRef{Namespace: c.Namespace, Name: c.Name})
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		var now v1alpha1.Connector
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(c), &now); err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		var s corev1.Secret
+		if err := k8s.Get(ctx, key, &s); err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = fmt.Sprintf("annotations %v", s.Annotations)
+		return access.IsMirrorOf(&s, &now) && (ok == nil || ok(&s)), nil
+	})
+	if err != nil {
+		return fmt.Errorf("the manager did not copy connector %s/%s's credentials: %v (last: %s)", c.Namespace, c.Name, err, last)
+	}
+	return nil
 }
 
 // proxyView is the reader the proxy under test takes Connectors, Namespaces and marked Pods from:
@@ -385,6 +454,11 @@ func checkNoLeaks() error {
 	var tokens []string
 	for _, h := range allHarbors() {
 		tokens = append(tokens, h.IssuedTokens()...)
+		for _, sid := range h.IssuedSessions() {
+			if strings.Contains(captured, sid) {
+				return fmt.Errorf("a Harbor session cookie appears in a response")
+			}
+		}
 	}
 	for _, tok := range tokens {
 		sig := tok[strings.LastIndex(tok, ".")+1:]
