@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"flag"
 
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
@@ -24,8 +23,8 @@ func (m *MetricsFlags) Bind(fs *flag.FlagSet, addr string) {
 }
 
 // Options are the metrics server's options, as kubebuilder projects serve metrics: HTTPS with
-// authentication and authorisation through the API server (controller-runtime's filters; the
-// binary's account needs `create` on tokenreviews and subjectaccessreviews), HTTP/1.1 only.
+// authentication and authorisation through the API server (MetricsAuth; the binary's account
+// needs `create` on tokenreviews and subjectaccessreviews), HTTP/1.1 only.
 func (m MetricsFlags) Options() metricsserver.Options {
 	return MetricsOptions(m.BindAddress, m.Secure)
 }
@@ -37,7 +36,7 @@ func MetricsOptions(bindAddress string, secure bool) metricsserver.Options {
 		return o
 	}
 	o.SecureServing = true
-	o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	o.FilterProvider = MetricsAuth
 	// HTTP/2 stays off, as in kubebuilder's scaffold: its stream handling has been the target of
 	// denial-of-service attacks (CVE-2023-44487, CVE-2023-39325), and a scrape needs none of it.
 	o.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
