@@ -172,6 +172,19 @@ func isEnvtestTempDir(dir, tempDir string) bool {
 	return false
 }
 
+// ReclaimCrashed cleans up what runs on bridge that ended without Stop left on the host (Start
+// does the same first). A test that records the host's state to compare after Stop calls it
+// before recording: otherwise it would record what a crashed run left (ip_forward=1, say)
+// rather than what the host had before any node.
+func ReclaimCrashed(bridge string, logf func(string, ...any)) error {
+	lock, err := lockBridge(bridge)
+	if err != nil {
+		return err
+	}
+	defer unlockBridge(lock)
+	return reclaimCrashed(bridge, logf)
+}
+
 // reclaimCrashed stops what crashed runs on bridge left on the host. The caller holds the
 // bridge's lock, so no directory recorded for that bridge belongs to a live node.
 func reclaimCrashed(bridge string, logf func(string, ...any)) error {
