@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash -o pipefail
 CACHE ?= $(or $(HARBOR_CONNECTOR_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/harbor-connector)
 export HARBOR_CONNECTOR_CACHE := $(CACHE)
 BIN := bin
-CONTROLLER_GEN_PKG := sigs.k8s.io/controller-tools/cmd/controller-gen@v0.18.0
+CONTROLLER_GEN_PKG := sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 PHASE := test/tools/phase.sh
 
 .PHONY: all build generate test e2e envtest-assets node-deps clients bench fuzz demo deploy undeploy fmt vet

@@ -31,6 +31,7 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/webhook"
 )
 
@@ -646,7 +647,7 @@ func containerImages(spec corev1.PodSpec) []string {
 // render runs `kubectl kustomize` on a directory and returns its objects in output order.
 func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	stdout, stderr, err := env.ControlPlane.KubeCtl().Run("kustomize", dir)
+	stdout, stderr, err := kube.Kubectl(env, "kustomize", dir)
 	errOut := ""
 	if stderr != nil {
 		errOut, _ = readAll(stderr)
