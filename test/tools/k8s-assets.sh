@@ -7,12 +7,12 @@
 #
 #   test/tools/k8s-assets.sh [extra binaries...]    e.g. kubelet kube-scheduler
 #
-# K8S_VERSION (default below, the one the Makefile exports) selects the release for the whole
+# K8S_VERSION (default in versions.env beside this script) selects the release for the whole
 # test bed; etcd is built at the version that release pins in its build/dependencies.yaml
 # (ETCD_VERSION overrides). Everything is cached under k8s/$K8S_VERSION.
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-v1.37.2}
+: "${K8S_VERSION:=$(sed -n 's/^K8S_VERSION=//p' "$(dirname "$0")/versions.env")}"
 CACHE=${HARBOR_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/harbor-connector}
 OUT="$CACHE/k8s/$K8S_VERSION"
 mkdir -p "$OUT"
