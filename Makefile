@@ -11,7 +11,7 @@ PHASE := test/tools/phase.sh
 # test bed versions. `make test K8S_VERSION=v1.35.4` runs everything on another release.
 K8S_VERSION ?= $(shell sed -n 's/^K8S_VERSION=//p' test/tools/versions.env)
 export K8S_VERSION
-# The releases make test-matrix runs: both ends of the supported range (README "Support").
+# The releases make test-matrix runs: both ends of the supported range (README "Supported versions").
 MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
