@@ -16,6 +16,10 @@ import (
 	"github.com/alauda/harbor-connector/test/kube"
 )
 
+// fieldManager is the one applyDefault uses: a second manager of the same objects would
+// conflict with it on atomic fields the API server defaults (a VAP's matchConstraints).
+const fieldManager = "harbor-connector-test"
+
 // warningCollector keeps every Warning header the API server sends.
 type warningCollector struct {
 	mu       sync.Mutex
@@ -55,7 +59,7 @@ func TestInstallDrawsNoWarnings(t *testing.T) {
 	require.NoError(t, err)
 	for _, obj := range objs {
 		before := len(collected.list())
-		err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner("harbor-connector-warnings-test"), client.ForceOwnership)
+		err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(fieldManager), client.ForceOwnership)
 		require.NoError(t, err, "%s %s/%s", obj.GetKind(), obj.GetNamespace(), obj.GetName())
 		for _, w := range collected.list()[before:] {
 			t.Errorf("Kubernetes %s warns about %s %s/%s (%s): %s", version, obj.GetKind(), obj.GetNamespace(), obj.GetName(), obj.GetAPIVersion(), w)
@@ -76,7 +80,7 @@ func TestInstallDrawsNoWarnings(t *testing.T) {
 	require.NoError(t, c.Create(ctx, probe, client.DryRunAll))
 	assert.Len(t, collected.list()[before:], 1, "the probe's deprecated label draws a warning")
 
-	out, err := kubectl(t, "apply", "--server-side", "--force-conflicts", "--field-manager=harbor-connector-warnings-test", "-k", filepath.Join(root, "config", "default"))
+	out, err := kubectl(t, "apply", "--server-side", "--force-conflicts", "--field-manager="+fieldManager, "-k", filepath.Join(root, "config", "default"))
 	require.NoError(t, err, out)
 	assert.NotContains(t, out, "Warning:", "kubectl apply -k config/default on Kubernetes %s", version)
 }

@@ -304,7 +304,7 @@ func TestInstallNodeListener(t *testing.T) {
 // types.
 func applyDefault(t *testing.T) client.Client {
 	t.Helper()
-	out, err := kubectl(t, "apply", "--server-side", "--field-manager=harbor-connector-test", "-k", filepath.Join(root, "config", "default"))
+	out, err := kubectl(t, "apply", "--server-side", "--field-manager="+fieldManager, "-k", filepath.Join(root, "config", "default"))
 	require.NoError(t, err, out)
 	scheme := runtime.NewScheme()
 	require.NoError(t, clientgoscheme.AddToScheme(scheme))
@@ -327,6 +327,7 @@ func TestInstallCSIDriver(t *testing.T) {
 	assert.Equal(t, []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecycleEphemeral}, driver.Spec.VolumeLifecycleModes)
 	require.Len(t, driver.Spec.TokenRequests, 1)
 	assert.Equal(t, "connectors-proxy", driver.Spec.TokenRequests[0].Audience)
+	assert.True(t, ptr.Deref(driver.Spec.ServiceAccountTokenInSecrets, false), "the kubelet passes the token in the request's secrets, which it does not log")
 
 	var ds appsv1.DaemonSet
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-csi"}, &ds))
