@@ -24,10 +24,11 @@ func TestContainerdConfigKeepsEverythingUnderDir(t *testing.T) {
 	data, err := os.ReadFile(config)
 	require.NoError(t, err)
 	for _, want := range []string{
-		`version = 3`,
+		`version = 4`,
 		`root = "` + dir + `/containerd/root"`,
 		`state = "` + dir + `/containerd/state"`,
 		`address = "` + dir + `/containerd/containerd.sock"`,
+		`address = "` + dir + `/containerd/containerd.sock.ttrpc"`,
 		`restrict_oom_score_adj = true`,
 		`[plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "localhost/e2e/pause:1"`,

@@ -17,22 +17,26 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// containerdConfig is the node's own containerd configuration (containerd 2.x, config version
-// 3): every path containerd and its shims write (root, state, socket, runc state, registry
-// hosts, CNI config) is under the node's directory, so it never touches a system containerd and
-// Stop can remove all of it. Version 3 splits the CRI plugin in two: images
-// (io.containerd.cri.v1.images: snapshotter, the pinned sandbox image, registry hosts) and
-// runtime (io.containerd.cri.v1.runtime: runtimes, CNI); io.containerd.grpc.v1.cri is only the
-// gRPC service.
-var containerdConfig = template.Must(template.New("containerd").Parse(`version = 3
+// containerdConfig is the node's own containerd configuration (containerd 2.3 and later: config
+// version 4): every path containerd and its shims write (root, state, sockets, runc state,
+// registry hosts, CNI config) is under the node's directory, so it never touches a system
+// containerd and Stop can remove all of it. Since version 3 the CRI plugin has two parts:
+// images (io.containerd.cri.v1.images: snapshotter, the pinned sandbox image, registry hosts)
+// and runtime (io.containerd.cri.v1.runtime: runtimes, CNI); io.containerd.grpc.v1.cri is only
+// the gRPC service. Version 4 moves the server sockets into plugins, and the ttrpc socket no
+// longer follows the gRPC one: it is set here, or it would be /run/containerd/containerd.sock.ttrpc.
+var containerdConfig = template.Must(template.New("containerd").Parse(`version = 4
 root = "{{.Root}}"
 state = "{{.State}}"
 # Snapshotters the node does not use and that cannot work here without more setup (a scratch
 # file, mkfs.erofs) only log at startup.
 disabled_plugins = ["io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs"]
 
-[grpc]
+[plugins."io.containerd.server.v1.grpc"]
   address = "{{.Socket}}"
+
+[plugins."io.containerd.server.v1.ttrpc"]
+  address = "{{.Socket}}.ttrpc"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{{.Opt}}"
