@@ -100,6 +100,9 @@ func Start(opts ...Option) (*envtest.Environment, error) {
 		opt(env, root)
 	}
 	if _, err := env.Start(); err != nil {
+		// envtest leaves etcd and the API server running when a later step of Start fails
+		// (installing CRDs or webhooks): stop them, or they outlive the test binary.
+		_ = env.Stop()
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
 	}
 	return env, nil
