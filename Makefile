@@ -4,10 +4,19 @@ SHELL := /usr/bin/env bash -o pipefail
 CACHE ?= $(or $(HARBOR_CONNECTOR_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/harbor-connector)
 export HARBOR_CONNECTOR_CACHE := $(CACHE)
 BIN := bin
-CONTROLLER_GEN_PKG := sigs.k8s.io/controller-tools/cmd/controller-gen@v0.18.0
+CONTROLLER_GEN_PKG := sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 PHASE := test/tools/phase.sh
+# The Kubernetes release of the whole test bed (API server, etcd, kubectl, kubelet,
+# controller-manager, scheduler); its default is in test/tools/versions.env with the other
+# test bed versions. `make test K8S_VERSION=v1.35.4` runs everything on another release.
+K8S_VERSION ?= $(shell sed -n 's/^K8S_VERSION=//p' test/tools/versions.env)
+export K8S_VERSION
+# The releases make test-matrix runs: both ends of the supported range (README "Supported versions").
+MATRIX ?= v1.35.4 $(K8S_VERSION)
+# Prefixes phase names in make test-matrix with the release they ran on.
+PHASE_PREFIX ?=
 
-.PHONY: all build generate test e2e envtest-assets node-deps clients bench fuzz demo deploy undeploy fmt vet
+.PHONY: all build generate test test-matrix matrix-one e2e envtest-assets node-deps clients bench fuzz demo deploy undeploy fmt vet
 
 all: build
 
@@ -22,7 +31,7 @@ generate: ## Regenerate deepcopy, the CRD and RBAC from the Go markers.
 	$$cg rbac:roleName=connectors-proxy paths="./proxyserver/..." output:rbac:artifacts:config=config/proxy && \
 	$$cg rbac:roleName=connectors-csi paths="./csi/..." output:rbac:artifacts:config=config/csi
 
-envtest-assets: ## Build kube-apiserver, etcd and kubectl from the module proxy into the cache.
+envtest-assets: ## Build kube-apiserver, etcd and kubectl ($(K8S_VERSION)) from the module proxy into the cache.
 	@test/tools/k8s-assets.sh >/dev/null
 
 clients: ## Install the pinned registry clients (crane, oras, regctl, skopeo).
@@ -46,11 +55,22 @@ test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites
 	@$(PHASE) "demo (make demo must keep working)" go run ./test/demo
 	@test/tools/phase.sh --summary
 
-e2e: ## The real-node suite (as root): kubelet + containerd on this machine, the node-side scenarios.
-	@$(PHASE) "node dependencies (containerd, runc, CNI; kubelet, scheduler, controller-manager)" test/tools/node-deps.sh
-	@$(PHASE) "e2e on a real node" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
+test-matrix: ## The envtest suites and the real-node suite on each release in MATRIX (default: v1.35.4 and K8S_VERSION). Root. Prints phase durations.
+	@$(PHASE) --reset
+	@$(PHASE) "registry clients" test/tools/clients.sh
+	@for v in $(MATRIX); do $(MAKE) --no-print-directory matrix-one K8S_VERSION=$$v PHASE_PREFIX="[$$v] " || exit 1; done
+	@test/tools/phase.sh --summary
 
-node-deps: ## Install containerd, runc, CNI plugins, busybox-static and build kubelet & co.
+matrix-one:
+	@$(PHASE) "$(PHASE_PREFIX)Kubernetes binaries (kube-apiserver, etcd, kubectl)" test/tools/k8s-assets.sh
+	@$(PHASE) "$(PHASE_PREFIX)go test" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -count=1 -timeout 30m ./...
+	@$(MAKE) --no-print-directory e2e
+
+e2e: ## The real-node suite (as root): kubelet + containerd 2.x on this machine, the node-side scenarios.
+	@$(PHASE) "$(PHASE_PREFIX)node dependencies (containerd, runc, CNI; kubelet, scheduler, controller-manager)" test/tools/node-deps.sh
+	@$(PHASE) "$(PHASE_PREFIX)e2e on a real node" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
+
+node-deps: ## Build containerd 2.x, runc (seccomp) and the CNI plugins into the cache, install busybox-static, build kubelet & co.
 	@test/tools/node-deps.sh >/dev/null
 
 bench: ## Benchmarks: each prints its figures side by side with its baseline, measured in one run.

@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,9 +36,10 @@ type ConnectorReconciler struct {
 	// SecretReader reads Secrets live: Secrets are watched by metadata only, so no Secret data
 	// sits in the manager's cache.
 	SecretReader client.Reader
-	Recorder     record.EventRecorder
-	Prober       *Prober
-	Proxy        *ProxyChecker
+	// Recorder writes events.k8s.io/v1 Events (the manager's GetEventRecorder).
+	Recorder events.EventRecorder
+	Prober   *Prober
+	Proxy    *ProxyChecker
 
 	// ProbeInterval is how often a healthy Connector is re-probed.
 	ProbeInterval time.Duration
@@ -88,7 +89,7 @@ func (r *ConnectorReconciler) connectorsForSecret(ctx context.Context, secret cl
 // +kubebuilder:rbac:groups=connectors.alauda.io,resources=connectors,verbs=get;list;watch
 // +kubebuilder:rbac:groups=connectors.alauda.io,resources=connectors/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile checks one Connector and writes its status.
 func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -181,6 +182,9 @@ func summarize(conds []metav1.Condition) metav1.Condition {
 		Reason: v1alpha1.ReasonReady, Message: "the registry is reachable, the credentials work and the proxy is ready"}
 }
 
+// eventAction is the action of every Event the controller writes (events.k8s.io/v1 requires one).
+const eventAction = "Probe"
+
 // recordTransitions emits one Event per condition whose status or reason changed: Warning for
 // a failure, Normal for a recovery. Unchanged conditions emit nothing, so periodic probes do not
 // flood the event stream.
@@ -195,15 +199,15 @@ func (r *ConnectorReconciler) recordTransitions(before, after *v1alpha1.Connecto
 		}
 		if cond.Status == metav1.ConditionTrue {
 			if old != nil && old.Status != metav1.ConditionTrue {
-				r.Recorder.Event(after, corev1.EventTypeNormal, cond.Reason, cond.Type+": "+cond.Message)
+				r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, cond.Reason, eventAction, "%s: %s", cond.Type, cond.Message)
 			}
 			continue
 		}
-		r.Recorder.Event(after, corev1.EventTypeWarning, cond.Reason, cond.Type+": "+cond.Message)
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, cond.Reason, eventAction, "%s: %s", cond.Type, cond.Message)
 	}
 	oldReady := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReady)
 	newReady := meta.FindStatusCondition(after.Status.Conditions, v1alpha1.ConditionReady)
 	if newReady.Status == metav1.ConditionTrue && (oldReady == nil || oldReady.Status != metav1.ConditionTrue) {
-		r.Recorder.Event(after, corev1.EventTypeNormal, v1alpha1.ReasonReady, newReady.Message)
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, v1alpha1.ReasonReady, eventAction, "%s", newReady.Message)
 	}
 }

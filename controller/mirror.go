@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,6 +25,9 @@ import (
 // mirrorSecretIndex is secretNameIndex for the mirror controller (an index name is registered
 // once per manager, and the two controllers are set up independently).
 const mirrorSecretIndex = "connectors.alauda.io/mirror-secret-names"
+
+// mirrorAction is the action of the mirror's Events (events.k8s.io/v1 requires one).
+const mirrorAction = "CopyCredentials"
 
 // ReasonCredentialsNotCopied is the Warning Event on a Connector whose copy could not be written.
 const ReasonCredentialsNotCopied = "CredentialsNotCopied"
@@ -43,7 +46,8 @@ type CredentialsMirror struct {
 	// Live reads the Connectors' Secrets and the copies from the API server, so no Secret data
 	// sits in an informer cache.
 	Live     client.Reader
-	Recorder record.EventRecorder
+	// Recorder writes events.k8s.io/v1 Events, as the Connector controller does (its RBAC).
+	Recorder events.EventRecorder
 	// Namespace is where the copies live (--credentials-namespace).
 	Namespace string
 }
@@ -51,7 +55,7 @@ type CredentialsMirror struct {
 // NewCredentialsMirror builds the mirror for a manager.
 func NewCredentialsMirror(mgr ctrl.Manager, namespace string) *CredentialsMirror {
 	return &CredentialsMirror{Client: mgr.GetClient(), Live: mgr.GetAPIReader(),
-		Recorder: mgr.GetEventRecorderFor("connector-credentials"), Namespace: namespace}
+		Recorder: mgr.GetEventRecorder("connector-credentials"), Namespace: namespace}
 }
 
 // SetupWithManager registers the controller: Connectors by generation, Secrets by metadata
@@ -125,7 +129,7 @@ func (m *CredentialsMirror) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if owner, ok := access.MirrorOwner(&have); !ok || owner != ref {
 		// Another Connector's copy (or a Secret that is no copy) holds the name: never overwrite
 		// it. The proxy refuses it for this Connector (access.LoadMirroredCredentials).
-		m.Recorder.Eventf(&c, corev1.EventTypeWarning, ReasonCredentialsNotCopied,
+		m.Recorder.Eventf(&c, nil, corev1.EventTypeWarning, ReasonCredentialsNotCopied, mirrorAction,
 			"Secret %s exists and is not this Connector's copy of its credentials; the proxy cannot use this Connector until it is removed", key)
 		log.FromContext(ctx).Error(nil, "the credentials copy's name is taken", "secret", key.String())
 		return ctrl.Result{}, nil
@@ -156,7 +160,7 @@ func (m *CredentialsMirror) write(ctx context.Context, c *v1alpha1.Connector, wa
 	if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 		return err // a concurrent change: the retry reads it
 	}
-	m.Recorder.Eventf(c, corev1.EventTypeWarning, ReasonCredentialsNotCopied,
+	m.Recorder.Eventf(c, nil, corev1.EventTypeWarning, ReasonCredentialsNotCopied, mirrorAction,
 		"the manager could not write the copy of this Connector's credentials (Secret %s/%s) that the proxy reads: %v", want.Namespace, want.Name, err)
 	return err
 }

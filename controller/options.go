@@ -43,7 +43,7 @@ func NewReconciler(mgr ctrl.Manager, o Options) *ConnectorReconciler {
 	return &ConnectorReconciler{
 		Client:       mgr.GetClient(),
 		SecretReader: mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorderFor("connector-controller"),
+		Recorder:     mgr.GetEventRecorder("connector-controller"),
 		Prober:       &Prober{Timeout: o.ProbeTimeout},
 		Proxy: &ProxyChecker{Address: o.ProxyAddress, ReadinessURL: o.ProxyReadinessURL, RootCAFile: o.ProxyCAFile,
 			CacheFor: o.ProxyCheckCacheFor, PermittedDomains: o.PermittedDomains},

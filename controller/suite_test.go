@@ -101,7 +101,7 @@ func runSuite(m *testing.M) int {
 	r := &controller.ConnectorReconciler{
 		Client:        mgr.GetClient(),
 		SecretReader:  mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorderFor("connector-controller"),
+		Recorder:      mgr.GetEventRecorder("connector-controller"),
 		Prober:        &controller.Prober{Timeout: 3 * time.Second},
 		Proxy:         &controller.ProxyChecker{Address: proxyAddress, ReadinessURL: proxySrv.URL + "/readyz"},
 		ProbeInterval: probeInterval,

@@ -16,7 +16,9 @@ import (
 )
 
 // Pod information the kubelet adds to the volume context (CSIDriver podInfoOnMount: true) and the
-// tokens it requests for the driver (CSIDriver tokenRequests).
+// tokens it requests for the driver (CSIDriver tokenRequests): in the request's secrets with
+// serviceAccountTokenInSecrets: true (config/csi; Kubernetes 1.35+, so kubelets do not log them
+// with the volume context), in the volume context otherwise.
 const (
 	ctxPodNamespace = "csi.storage.k8s.io/pod.namespace"
 	ctxPodName      = "csi.storage.k8s.io/pod.name"
@@ -95,7 +97,11 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if len(errs) > 0 {
 		return nil, status.Error(codes.InvalidArgument, errs.ToAggregate().Error())
 	}
-	token, err := tokenFor(vc[ctxTokens], d.Audience)
+	tokens, ok := req.GetSecrets()[ctxTokens]
+	if !ok {
+		tokens = vc[ctxTokens]
+	}
+	token, err := tokenFor(tokens, d.Audience)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

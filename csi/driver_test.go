@@ -56,16 +56,43 @@ func driver() *Driver {
 	}
 }
 
+// publish publishes as a kubelet does for the CSIDriver in config/csi
+// (serviceAccountTokenInSecrets: true): the token in the request's secrets.
 func publish(t *testing.T, d *Driver, target, podNS, token string) error {
 	t.Helper()
 	_, err := d.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
 		TargetPath: target, Readonly: true,
 		VolumeContext: map[string]string{
 			"connectors": "team-a/harbor", ctxPodNamespace: podNS, ctxPodName: "build-x", ctxEphemeral: "true",
-			ctxTokens: `{"connectors-proxy":{"token":"` + token + `","expirationTimestamp":"2026-01-01T00:00:00Z"}}`,
 		},
+		Secrets: map[string]string{ctxTokens: tokensJSON(token)},
 	})
 	return err
+}
+
+func tokensJSON(token string) string {
+	return `{"connectors-proxy":{"token":"` + token + `","expirationTimestamp":"2026-01-01T00:00:00Z"}}`
+}
+
+// A kubelet without serviceAccountTokenInSecrets (the feature gate off) passes the token in the
+// volume context; the driver reads it there too, and prefers the secrets when both are set.
+func TestPublishReadsTheTokenFromSecretsOrVolumeContext(t *testing.T) {
+	d := driver()
+	vc := map[string]string{"connectors": "team-a/harbor", ctxPodNamespace: "team-a", ctxPodName: "build-x", ctxEphemeral: "true",
+		ctxTokens: tokensJSON("context-token")}
+	target := filepath.Join(t.TempDir(), "mount")
+	_, err := d.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{TargetPath: target, VolumeContext: vc})
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(target, FileToken))
+	require.NoError(t, err)
+	assert.Equal(t, "context-token", string(b))
+
+	_, err = d.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{TargetPath: target, VolumeContext: vc,
+		Secrets: map[string]string{ctxTokens: tokensJSON("secret-token")}})
+	require.NoError(t, err)
+	b, err = os.ReadFile(filepath.Join(target, FileToken))
+	require.NoError(t, err)
+	assert.Equal(t, "secret-token", string(b))
 }
 
 // The kubelet republishes with a fresh token before the old one expires: the files follow.

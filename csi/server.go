@@ -69,6 +69,7 @@ func listenUnix(path string) (net.Listener, error) {
 
 // registration answers the kubelet's plugin watcher.
 type registration struct {
+	registerapi.UnimplementedRegistrationServer
 	endpoint string
 	log      logr.Logger
 }

@@ -2,6 +2,7 @@ package proxyserver
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -155,8 +156,8 @@ func (f *NodeForwarder) transport() (http.RoundTripper, error) {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
-	if f.Dial != nil {
-		t.Dial = f.Dial
+	if dial := f.Dial; dial != nil {
+		t.DialContext = func(_ context.Context, network, addr string) (net.Conn, error) { return dial(network, addr) }
 	}
 	f.rt, f.rtCA = t, pem
 	return t, nil

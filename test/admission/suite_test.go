@@ -124,7 +124,7 @@ func waitForTLS(addr string) error {
 }
 
 func kubectl(args ...string) (string, error) {
-	stdout, stderr, err := env.ControlPlane.KubeCtl().Run(args...)
+	stdout, stderr, err := kube.Kubectl(env, args...)
 	var out []byte
 	for _, r := range []io.Reader{stdout, stderr} {
 		if r != nil {

@@ -69,7 +69,7 @@ func run() error {
 	// The demo drives only crane: install no other client (some come from Debian and need root).
 	os.Setenv("CLIENTS_ONLY", "crane")
 
-	step("Kubernetes binaries: kube-apiserver, etcd, kubectl (built from the Go module proxy on first run, 4-12 minutes on 2 cores; then cached)")
+	step("Kubernetes binaries: kube-apiserver, etcd, kubectl (built from the Go module proxy on first run, 6 to 15 minutes on 2 cores; then cached)")
 	assets := exec.Command(filepath.Join(root, "test", "tools", "k8s-assets.sh"))
 	assets.Stderr = os.Stderr
 	out, err := assets.Output()

@@ -13,8 +13,9 @@ import (
 
 // WithCertManagerCRDs installs cert-manager's CRDs (Issuer, Certificate, ...) from the
 // cert-manager module the project depends on, so install manifests that create cert-manager
-// objects apply. The CRD files are Helm templates whose only template text sits in comments
-// and in metadata labels; the labels are dropped.
+// objects apply. Since cert-manager 1.19 deploy/crds holds the CRDs as controller-gen writes
+// them (<group>_<plural>.yaml); before, Helm templates (crd-*.yaml) whose only template text
+// sat in comments and in metadata labels. Labels and annotations are dropped either way.
 func WithCertManagerCRDs() Option {
 	return func(env *envtest.Environment, root string) {
 		dir, err := certManagerCRDs(root)
@@ -35,7 +36,10 @@ func certManagerCRDs(root string) (string, error) {
 		return "", fmt.Errorf("locating the cert-manager module: %w (run go mod download)", err)
 	}
 	src := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
-	files, err := filepath.Glob(filepath.Join(src, "crd-*.yaml"))
+	files, err := filepath.Glob(filepath.Join(src, "*cert-manager.io_*.yaml"))
+	if err == nil && len(files) == 0 {
+		files, err = filepath.Glob(filepath.Join(src, "crd-*.yaml"))
+	}
 	if err != nil || len(files) == 0 {
 		return "", fmt.Errorf("no CRDs in %s", src)
 	}

@@ -16,9 +16,6 @@ import (
 	"github.com/alauda/harbor-connector/test/clients"
 )
 
-// K8sVersion is the pinned API server version the assets are built at.
-const K8sVersion = "v1.33.4"
-
 // Scheme knows the built-in types and the Connector API.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -32,19 +29,19 @@ func Scheme() *runtime.Scheme {
 }
 
 // AssetsDir is KUBEBUILDER_ASSETS when set, otherwise the cache directory the asset script
-// builds into. It fails with the command to run when kube-apiserver is missing.
+// builds K8sVersion into. It fails with the command to run when kube-apiserver is missing.
 func AssetsDir() (string, error) {
 	dir := os.Getenv("KUBEBUILDER_ASSETS")
 	if dir == "" {
-		cache := os.Getenv("HARBOR_CONNECTOR_CACHE")
-		if cache == "" {
-			base, err := os.UserCacheDir()
-			if err != nil {
-				return "", err
-			}
-			cache = filepath.Join(base, "harbor-connector")
+		cache, err := CacheDir()
+		if err != nil {
+			return "", err
 		}
-		dir = filepath.Join(cache, "k8s", K8sVersion)
+		version, err := K8sVersion()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(cache, "k8s", version)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err != nil {
 		return "", fmt.Errorf("no kube-apiserver in %s: run test/tools/k8s-assets.sh (or make envtest-assets)", dir)
@@ -103,6 +100,9 @@ func Start(opts ...Option) (*envtest.Environment, error) {
 		opt(env, root)
 	}
 	if _, err := env.Start(); err != nil {
+		// envtest leaves etcd and the API server running when a later step of Start fails
+		// (installing CRDs or webhooks): stop them, or they outlive the test binary.
+		_ = env.Stop()
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
 	}
 	return env, nil

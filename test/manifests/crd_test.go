@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 
 func kubectl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	stdout, stderr, err := env.ControlPlane.KubeCtl().Run(args...)
+	stdout, stderr, err := kube.Kubectl(env, args...)
 	out := ""
 	if stdout != nil {
 		b, _ := readAll(stdout)

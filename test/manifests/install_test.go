@@ -27,10 +27,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/webhook"
 )
 
@@ -201,6 +203,14 @@ func TestInstallProxyNamesResolve(t *testing.T) {
 	port := findServicePort(svc, 443)
 	require.NotNil(t, port)
 	assert.True(t, containerHasPort(container, port.TargetPort.String()))
+	// Layers stay in the zone: the Service prefers a same-zone replica and the replicas spread
+	// over zones.
+	assert.Equal(t, corev1.ServiceTrafficDistributionPreferSameZone, ptr.Deref(svc.Spec.TrafficDistribution, ""))
+	spread := proxy.Spec.Template.Spec.TopologySpreadConstraints
+	require.Len(t, spread, 1)
+	assert.Equal(t, "topology.kubernetes.io/zone", spread[0].TopologyKey)
+	assert.Equal(t, corev1.ScheduleAnyway, spread[0].WhenUnsatisfiable, "spreading never blocks scheduling")
+	assert.True(t, labels.SelectorFromSet(spread[0].LabelSelector.MatchLabels).Matches(labels.Set(proxy.Spec.Template.Labels)))
 
 	var cert cmapi.Certificate
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &cert))
@@ -294,7 +304,7 @@ func TestInstallNodeListener(t *testing.T) {
 // types.
 func applyDefault(t *testing.T) client.Client {
 	t.Helper()
-	out, err := kubectl(t, "apply", "--server-side", "--field-manager=harbor-connector-test", "-k", filepath.Join(root, "config", "default"))
+	out, err := kubectl(t, "apply", "--server-side", "--field-manager="+fieldManager, "-k", filepath.Join(root, "config", "default"))
 	require.NoError(t, err, out)
 	scheme := runtime.NewScheme()
 	require.NoError(t, clientgoscheme.AddToScheme(scheme))
@@ -317,6 +327,7 @@ func TestInstallCSIDriver(t *testing.T) {
 	assert.Equal(t, []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecycleEphemeral}, driver.Spec.VolumeLifecycleModes)
 	require.Len(t, driver.Spec.TokenRequests, 1)
 	assert.Equal(t, "connectors-proxy", driver.Spec.TokenRequests[0].Audience)
+	assert.True(t, ptr.Deref(driver.Spec.ServiceAccountTokenInSecrets, false), "the kubelet passes the token in the request's secrets, which it does not log")
 
 	var ds appsv1.DaemonSet
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-csi"}, &ds))
@@ -729,7 +740,7 @@ func containerImages(spec corev1.PodSpec) []string {
 // render runs `kubectl kustomize` on a directory and returns its objects in output order.
 func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	stdout, stderr, err := env.ControlPlane.KubeCtl().Run("kustomize", dir)
+	stdout, stderr, err := kube.Kubectl(env, "kustomize", dir)
 	errOut := ""
 	if stderr != nil {
 		errOut, _ = readAll(stderr)

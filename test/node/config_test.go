@@ -15,7 +15,7 @@ func TestContainerdConfigKeepsEverythingUnderDir(t *testing.T) {
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca.pem")
 	require.NoError(t, os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644))
-	p := newContainerdPaths(dir)
+	p := newContainerdPaths(dir, "/cache/node-runtime/x")
 	p.SandboxImage, p.Snapshotter = PauseImage, "overlayfs"
 
 	config, err := writeContainerdConfig(p, map[string]string{"127.0.0.1:5443": ca})
@@ -24,14 +24,20 @@ func TestContainerdConfigKeepsEverythingUnderDir(t *testing.T) {
 	data, err := os.ReadFile(config)
 	require.NoError(t, err)
 	for _, want := range []string{
+		`version = 4`,
 		`root = "` + dir + `/containerd/root"`,
 		`state = "` + dir + `/containerd/state"`,
 		`address = "` + dir + `/containerd/containerd.sock"`,
+		`address = "` + dir + `/containerd/containerd.sock.ttrpc"`,
 		`restrict_oom_score_adj = true`,
-		`sandbox_image = "localhost/e2e/pause:1"`,
+		`[plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "localhost/e2e/pause:1"`,
+		`snapshotter = "overlayfs"`,
 		`Root = "` + dir + `/containerd/runc"`,
+		`BinaryName = "/cache/node-runtime/x/bin/runc"`,
+		`runtime_path = "/cache/node-runtime/x/bin/containerd-shim-runc-v2"`,
 		`config_path = "` + dir + `/containerd/certs.d"`,
-		`bin_dir = "/usr/lib/cni"`,
+		`bin_dirs = ["/cache/node-runtime/x/cni"]`,
 	} {
 		assert.Contains(t, string(data), want)
 	}

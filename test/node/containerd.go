@@ -17,59 +17,81 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// containerdConfig is the node's own containerd configuration: every path containerd and its
-// shims write (root, state, socket, runc state, registry hosts, CNI config) is under the node's
-// directory, so it never touches a system containerd and Stop can remove all of it.
-var containerdConfig = template.Must(template.New("containerd").Parse(`version = 2
+// containerdConfig is the node's own containerd configuration (containerd 2.3 and later: config
+// version 4): every path containerd and its shims write (root, state, sockets, runc state,
+// registry hosts, CNI config) is under the node's directory, so it never touches a system
+// containerd and Stop can remove all of it. Since version 3 the CRI plugin has two parts:
+// images (io.containerd.cri.v1.images: snapshotter, the pinned sandbox image, registry hosts)
+// and runtime (io.containerd.cri.v1.runtime: runtimes, CNI); io.containerd.grpc.v1.cri is only
+// the gRPC service. Version 4 moves the server sockets into plugins, and the ttrpc socket no
+// longer follows the gRPC one: it is set here, or it would be /run/containerd/containerd.sock.ttrpc.
+var containerdConfig = template.Must(template.New("containerd").Parse(`version = 4
 root = "{{.Root}}"
 state = "{{.State}}"
-# Snapshotters that cannot work on this host only log errors at startup.
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
+# Snapshotters the node does not use and that cannot work here without more setup (a scratch
+# file, mkfs.erofs) only log at startup.
+disabled_plugins = ["io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs"]
 
-[grpc]
+[plugins."io.containerd.server.v1.grpc"]
   address = "{{.Socket}}"
+
+[plugins."io.containerd.server.v1.ttrpc"]
+  address = "{{.Socket}}.ttrpc"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{{.Opt}}"
 
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{{.SandboxImage}}"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "{{.Snapshotter}}"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "{{.SandboxImage}}"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "{{.CertsDir}}"
+
+[plugins."io.containerd.cri.v1.runtime"]
   # root lacks CAP_SYS_RESOURCE here: without this every sandbox fails with "can't get final
   # child's PID from pipe" (TESTING.md "A real node").
   restrict_oom_score_adj = true
   # Pod network namespaces are mounted under state (in the node's directory), not /run/netns.
   netns_mounts_under_state_dir = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "{{.Snapshotter}}"
+  [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      # The shim beside this containerd, not one found in PATH (a host may have an older one).
+      runtime_path = "{{.Shim}}"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        # cgroup v1 without systemd as PID 1 on this host (the kubelet's cgroupDriver matches).
         SystemdCgroup = false
         Root = "{{.RuncRoot}}"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{{.CNIBinDir}}"
+        BinaryName = "{{.Runc}}"
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["{{.CNIBinDir}}"]
     conf_dir = "{{.CNIConfDir}}"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{{.CertsDir}}"
 `))
 
 type containerdPaths struct {
 	Root, State, Socket, Opt, RuncRoot, CertsDir string
 	CNIBinDir, CNIConfDir                        string
 	SandboxImage, Snapshotter                    string
+	// Runtime is test/tools/node-deps.sh's directory: bin/ (containerd, ctr, the shim, runc)
+	// and cni/ (the plugins). Runc is the runc containerd's shims run.
+	Runtime, Runc, Shim string
 }
 
-func newContainerdPaths(dir string) containerdPaths {
+func newContainerdPaths(dir, runtime string) containerdPaths {
 	base := filepath.Join(dir, "containerd")
 	return containerdPaths{
+		Runtime:    runtime,
+		Runc:       filepath.Join(runtime, "bin", "runc"),
+		Shim:       filepath.Join(runtime, "bin", "containerd-shim-runc-v2"),
 		Root:       filepath.Join(base, "root"),
 		State:      filepath.Join(base, "state"),
 		Socket:     filepath.Join(base, "containerd.sock"),
 		Opt:        filepath.Join(base, "opt"),
 		RuncRoot:   filepath.Join(base, "runc"),
 		CertsDir:   filepath.Join(base, "certs.d"),
-		CNIBinDir:  cniBinDir,
+		CNIBinDir:  filepath.Join(runtime, "cni"),
 		CNIConfDir: filepath.Join(dir, "cni", "net.d"),
 	}
 }
@@ -143,7 +165,7 @@ func overlaySupported(dir string) bool {
 
 // ctr runs the containerd CLI against the node's containerd, in the namespace the CRI uses.
 func (n *Node) ctr(ctx context.Context, args ...string) ([]byte, error) {
-	return run(ctx, "ctr", append([]string{"--address", n.ContainerdSocket, "--namespace", "k8s.io"}, args...)...)
+	return run(ctx, filepath.Join(n.containerd.Runtime, "bin", "ctr"), append([]string{"--address", n.ContainerdSocket, "--namespace", "k8s.io"}, args...)...)
 }
 
 // waitContainerd waits until containerd answers and its CRI plugin loaded: a CRI plugin that
@@ -164,17 +186,24 @@ func (n *Node) waitContainerd(ctx context.Context, p *process) error {
 			last = err
 			return false, nil
 		}
+		// containerd 2.x's CRI is three plugins: the gRPC service and its images and runtime
+		// parts; each must have loaded.
+		found := 0
 		for _, line := range strings.Split(string(out), "\n") {
 			// "TYPE ID PLATFORMS STATUS"
 			f := strings.Fields(line)
-			if len(f) >= 3 && f[0] == "io.containerd.grpc.v1" && f[1] == "cri" {
-				if f[len(f)-1] != "ok" {
-					return false, fmt.Errorf("containerd's CRI plugin did not load (%s); last lines of %s:\n%s", line, p.log, tail(p.log, 30))
-				}
-				return true, nil
+			if len(f) < 3 || !(f[0] == "io.containerd.grpc.v1" && f[1] == "cri" || f[0] == "io.containerd.cri.v1") {
+				continue
 			}
+			if f[len(f)-1] != "ok" {
+				return false, fmt.Errorf("containerd's CRI plugin %s did not load (%s); last lines of %s:\n%s", f[0]+"."+f[1], line, p.log, tail(p.log, 30))
+			}
+			found++
 		}
-		last = errors.New("no CRI plugin in `ctr plugins ls` yet")
+		if found >= 3 {
+			return true, nil
+		}
+		last = fmt.Errorf("%d of the 3 CRI plugins in `ctr plugins ls` yet", found)
 		return false, nil
 	})
 	if wait.Interrupted(err) {

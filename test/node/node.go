@@ -4,9 +4,10 @@
 // and leaves the host as it found it (TESTING.md "A real node (kubelet + containerd) for the
 // end-to-end suite" lists the host facts the code works around).
 //
-// It needs root, the binaries from `test/tools/k8s-assets.sh kubelet kube-controller-manager
-// kube-scheduler`, and the Debian packages containerd, runc and containernetworking-plugins.
-// One node runs per bridge name at a time.
+// It needs root and what `test/tools/node-deps.sh` installs: containerd 2.x, runc (with
+// seccomp) and the CNI plugins built into the project cache (kube.NodeRuntimeDir), and kubelet,
+// kube-controller-manager and kube-scheduler at the test bed's Kubernetes version. The host's own
+// containerd or runc, if any, is never used. One node runs per bridge name at a time.
 package node
 
 import (
@@ -94,10 +95,7 @@ type Node struct {
 	stopErr      error
 }
 
-const (
-	nodeName  = "e2e-node"
-	cniBinDir = "/usr/lib/cni" // Debian's containernetworking-plugins
-)
+const nodeName = "e2e-node"
 
 // Start brings the node up and waits until the Node is Ready and the default ServiceAccount
 // exists. On failure it stops whatever it started and returns an error naming the step (and,
@@ -127,6 +125,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		unlockBridge(lock)
 		return nil, err
 	}
+	runtime, err := kube.NodeRuntimeDir()
+	if err != nil {
+		unlockBridge(lock)
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "hce2e-node-")
 	if err != nil {
 		unlockBridge(lock)
@@ -141,7 +144,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		logf:        opts.Log,
 		logDir:      filepath.Join(dir, "logs"),
 		cgroupRoot:  "/" + opts.Bridge,
-		containerd:  newContainerdPaths(dir),
+		containerd:  newContainerdPaths(dir, runtime),
 		procs:       map[string]*process{},
 		lock:        lock,
 	}
@@ -200,18 +203,17 @@ func (n *Node) preflight(ctx context.Context) (string, error) {
 			missing = append(missing, fmt.Errorf("no %s in %s: run test/tools/k8s-assets.sh kubelet kube-controller-manager kube-scheduler", bin, assets))
 		}
 	}
+	for _, bin := range []string{"bin/containerd", "bin/ctr", "bin/containerd-shim-runc-v2", "bin/runc", "cni/bridge", "cni/host-local", "cni/loopback"} {
+		if _, err := os.Stat(filepath.Join(n.containerd.Runtime, bin)); err != nil {
+			missing = append(missing, fmt.Errorf("no %s in %s: run test/tools/node-deps.sh", bin, n.containerd.Runtime))
+		}
+	}
 	for bin, pkg := range map[string]string{
-		"containerd": "containerd", "ctr": "containerd", "containerd-shim-runc-v2": "containerd",
-		"runc": "runc", "ip": "iproute2", "iptables-save": "iptables", "iptables-restore": "iptables",
+		"ip": "iproute2", "iptables-save": "iptables", "iptables-restore": "iptables",
 		"go": "golang (the pause image is built from source)",
 	} {
 		if _, err := lookPath(bin); err != nil {
 			missing = append(missing, fmt.Errorf("no %s in PATH: apt-get install %s", bin, pkg))
-		}
-	}
-	for _, plugin := range []string{"bridge", "host-local", "loopback"} {
-		if _, err := os.Stat(filepath.Join(cniBinDir, plugin)); err != nil {
-			missing = append(missing, fmt.Errorf("no CNI plugin %s/%s: apt-get install containernetworking-plugins", cniBinDir, plugin))
 		}
 	}
 	if err := errors.Join(missing...); err != nil {
@@ -340,7 +342,7 @@ func (n *Node) startContainerd(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("writing the containerd configuration: %w", err)
 	}
-	p, err := n.startProcess("containerd", "containerd", "--config", config, "--log-level", "info")
+	p, err := n.startProcess("containerd", filepath.Join(n.containerd.Runtime, "bin", "containerd"), "--config", config, "--log-level", "info")
 	if err != nil {
 		return err
 	}

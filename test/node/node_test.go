@@ -24,8 +24,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
+	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/test/node"
 )
 
@@ -61,6 +63,18 @@ func TestNode(t *testing.T) {
 		}
 	})
 
+	// The node runs the test bed's Kubernetes release on the containerd built by node-deps.sh,
+	// not a system one.
+	var self corev1.Node
+	require.NoError(t, n.Client.Get(ctx, client.ObjectKey{Name: n.Name}, &self))
+	k8sVersion, err := kube.K8sVersion()
+	require.NoError(t, err)
+	containerdVersion, err := kube.Version("CONTAINERD_VERSION")
+	require.NoError(t, err)
+	assert.Equal(t, k8sVersion, self.Status.NodeInfo.KubeletVersion)
+	assert.Equal(t, "containerd://"+strings.TrimPrefix(containerdVersion, "v"), "containerd://"+strings.TrimPrefix(strings.TrimPrefix(self.Status.NodeInfo.ContainerRuntimeVersion, "containerd://"), "v"))
+	t.Logf("node %s: kubelet %s, runtime %s, kernel %s", n.Name, self.Status.NodeInfo.KubeletVersion, self.Status.NodeInfo.ContainerRuntimeVersion, self.Status.NodeInfo.KernelVersion)
+
 	img, err := node.BuildImage(node.BusyboxFiles(), nil, nil)
 	require.NoError(t, err)
 	tarPath := filepath.Join(t.TempDir(), "busybox.tar")
@@ -79,11 +93,15 @@ func TestNode(t *testing.T) {
 			BackoffLimit: ptr.To[int32](0),
 			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 				RestartPolicy: corev1.RestartPolicyNever,
+				// The runtime's default seccomp profile (what Pod Security "restricted" requires):
+				// runc must have been built with seccomp for the container to start, and the
+				// container sees itself filtered (Seccomp: 2).
+				SecurityContext: &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 				Containers: []corev1.Container{{
 					Name:            "smoke",
 					Image:           busybox,
 					ImagePullPolicy: corev1.PullNever,
-					Command:         []string{"sh", "-c", "echo hello; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace"},
+					Command:         []string{"sh", "-c", "echo hello; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; grep '^Seccomp:' /proc/self/status"},
 				}},
 			}},
 		},
@@ -116,7 +134,7 @@ func TestNode(t *testing.T) {
 	pod := waitForJob(ctx, t, n, job)
 	logs, err := n.Clientset.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, "hello\ndefault", strings.TrimSpace(string(logs)), "the Job's output, read through the API server")
+	assert.Equal(t, "hello\ndefault\nSeccomp:\t2", strings.TrimSpace(string(logs)), "the Job's output, read through the API server")
 
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		logs, err := n.Clientset.CoreV1().Pods("default").GetLogs("sleeper", &corev1.PodLogOptions{}).DoRaw(ctx)

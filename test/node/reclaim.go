@@ -35,6 +35,8 @@ type hostState struct {
 	HostDirs   []string                     `json:"hostDirs"`
 	// TempDirs are envtest's own directories beside the node's in the temp directory.
 	TempDirs []string `json:"tempDirs,omitempty"`
+	// Runtime is the node's containerd/runc/CNI directory (node-deps.sh).
+	Runtime string `json:"runtime,omitempty"`
 }
 
 // tableJ is one iptables table of a saved snapshot.
@@ -47,6 +49,7 @@ func (n *Node) writeHostState() error {
 	s := hostState{
 		Bridge: n.opts.Bridge, BridgeCIDR: n.opts.BridgeCIDR, PodCIDR: n.opts.PodCIDR,
 		Sysctls: n.sysctls, IPTables: map[string]map[string]tableJ{},
+		Runtime: n.containerd.Runtime,
 	}
 	for bin, rs := range n.iptables {
 		s.IPTables[bin] = map[string]tableJ{}
@@ -82,7 +85,7 @@ func crashedNode(dir string, s hostState, logf func(string, ...any)) *Node {
 		logf:        logf,
 		logDir:      filepath.Join(dir, "logs"),
 		cgroupRoot:  "/" + s.Bridge,
-		containerd:  newContainerdPaths(dir),
+		containerd:  newContainerdPaths(dir, s.Runtime),
 		procs:       map[string]*process{},
 		bridge:      true,
 		cgroup:      true,

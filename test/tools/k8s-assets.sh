@@ -6,15 +6,29 @@
 # no-op. Prints the asset directory on its last line (use it as KUBEBUILDER_ASSETS).
 #
 #   test/tools/k8s-assets.sh [extra binaries...]    e.g. kubelet kube-scheduler
+#
+# K8S_VERSION (default in versions.env beside this script) selects the release for the whole
+# test bed; etcd is built at the version that release pins in its build/dependencies.yaml
+# (ETCD_VERSION overrides). Everything is cached under k8s/$K8S_VERSION.
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-v1.33.4}
-ETCD_VERSION=${ETCD_VERSION:-v3.5.21}
+: "${K8S_VERSION:=$(sed -n 's/^K8S_VERSION=//p' "$(dirname "$0")/versions.env")}"
 CACHE=${HARBOR_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/harbor-connector}
 OUT="$CACHE/k8s/$K8S_VERSION"
 mkdir -p "$OUT"
 
 log() { printf '[k8s-assets] %s\n' "$*" >&2; }
+case "$K8S_VERSION" in
+  v1.[0-9]*.[0-9]*) ;;
+  *) log "K8S_VERSION=$K8S_VERSION: expected v1.<minor>.<patch>"; exit 1 ;;
+esac
+
+# pinned_etcd prints the etcd version k8s.io/kubernetes@$K8S_VERSION pins (build/dependencies.yaml).
+pinned_etcd() {
+  local dir
+  dir=$(cd "$OUT" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  awk '/name: "etcd"/ {found=1; next} found && /version:/ {print "v" $2; exit}' "$dir/build/dependencies.yaml"
+}
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 staging_version="v0.${K8S_VERSION#v1.}"
 
@@ -65,6 +79,8 @@ build_k8s() {
 
 build_etcd() {
   [ -x "$OUT/etcd" ] && return
+  local ETCD_VERSION=${ETCD_VERSION:-$(pinned_etcd)}
+  [ -n "$ETCD_VERSION" ] || { log "no etcd version in k8s.io/kubernetes@$K8S_VERSION's build/dependencies.yaml: set ETCD_VERSION"; exit 1; }
   local dir="$CACHE/build/etcd-$ETCD_VERSION" start; start=$(date +%s)
   mkdir -p "$dir"
   log "building etcd $ETCD_VERSION"
@@ -72,7 +88,8 @@ build_etcd() {
   printf '//go:build tools\n\npackage etcdassets\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > "$dir/tools.go"
   (cd "$dir" && go mod tidy -e >&2 && CGO_ENABLED=0 go build -tags tools -ldflags "-s -w" -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3)
   mv "$OUT/etcd.tmp" "$OUT/etcd"
-  log "built etcd in $(( $(date +%s) - start ))s"
+  echo "$ETCD_VERSION" > "$OUT/etcd.version"
+  log "built etcd $ETCD_VERSION in $(( $(date +%s) - start ))s"
 }
 
 build_etcd

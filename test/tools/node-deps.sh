@@ -1,22 +1,101 @@
 #!/usr/bin/env bash
-# Installs what the real-node suite needs (TESTING.md "A real node"): containerd, runc, the CNI
-# plugins and a static busybox from Debian, and kubelet, kube-controller-manager and
-# kube-scheduler built from the Go module proxy into the project cache. A second run is a no-op.
+# Installs what the real-node suite needs (TESTING.md "A real node"):
+#  - containerd (containerd, ctr, containerd-shim-runc-v2), runc built with seccomp, and the CNI
+#    plugins (bridge, host-local, loopback), each built from the Go module proxy at the versions
+#    in versions.env into the project cache, keyed by version;
+#  - from Debian: iptables, a static busybox (test images), and libseccomp-dev and pkg-config to
+#    build runc;
+#  - kubelet, kube-controller-manager and kube-scheduler at K8S_VERSION (k8s-assets.sh).
+# A second run is a no-op. Prints the runtime directory on its last line: bin/ (containerd, ctr,
+# the shim, runc) and cni/ (the plugins), which test/node puts first in its components' PATH.
+# The system's own containerd or runc, if any, is never used.
 set -euo pipefail
+here=$(dirname "$0")
+v() { sed -n "s/^$1=//p" "$here/versions.env"; }
+: "${CONTAINERD_VERSION:=$(v CONTAINERD_VERSION)}"
+: "${RUNC_VERSION:=$(v RUNC_VERSION)}"
+: "${CNI_PLUGINS_VERSION:=$(v CNI_PLUGINS_VERSION)}"
+CACHE=${HARBOR_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/harbor-connector}
+log() { printf '[node-deps] %s\n' "$*" >&2; }
+
 missing=()
-command -v containerd >/dev/null || missing+=(containerd)
-command -v runc >/dev/null || missing+=(runc)
 command -v iptables-save >/dev/null || missing+=(iptables)
-[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+command -v pkg-config >/dev/null || missing+=(pkgconf)
 # The dynamic busybox package also installs /bin/busybox; test images need the static one.
-dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || missing+=(busybox-static)
+for pkg in busybox-static libseccomp-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing ${missing[*]}: run 'apt-get install -y ${missing[*]}' as root" >&2; exit 1
   fi
-  echo "[node-deps] apt-get install ${missing[*]}" >&2
+  log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
     { apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
 fi
-exec "$(dirname "$0")/k8s-assets.sh" kubelet kube-controller-manager kube-scheduler
+
+# throwaway_module DIR MODULE VERSION: a module that requires MODULE@VERSION only, so the build
+# uses exactly the dependency versions MODULE's own go.mod selects.
+throwaway_module() {
+  local dir=$1 mod=$2 ver=$3
+  [ -f "$dir/.ready" ] && return
+  rm -rf "$dir"; mkdir -p "$dir"
+  printf 'module nodedeps\ngo 1.24\nrequire %s %s\n' "$mod" "$ver" > "$dir/go.mod"
+  (cd "$dir" && GOFLAGS=-mod=mod go mod download "$mod" >&2)
+  touch "$dir/.ready"
+}
+
+# build OUT DIR TAGS LDFLAGS CGO PKG: go build PKG (in the throwaway module DIR) into OUT.
+build() {
+  local out=$1 dir=$2 tags=$3 ldflags=$4 cgo=$5 pkg=$6 start
+  [ -x "$out" ] && return
+  start=$(date +%s)
+  log "building $(basename "$out") ($pkg; cold: a minute or more)"
+  mkdir -p "$(dirname "$out")"
+  (cd "$dir" && CGO_ENABLED=$cgo GOFLAGS=-mod=mod go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  mv "$out.tmp" "$out"
+  log "built $(basename "$out") in $(( $(date +%s) - start ))s"
+}
+
+# containerd without the btrfs (cgo), devmapper and zfs snapshotters, which the node never uses;
+# the shim static and without gRPC, as containerd's own Makefile builds it.
+ctrd=github.com/containerd/containerd/v2
+ctrd_dir="$CACHE/build/containerd-$CONTAINERD_VERSION"
+ctrd_out="$CACHE/containerd/$CONTAINERD_VERSION"
+ctrd_ld="-s -w -X $ctrd/version.Version=$CONTAINERD_VERSION -X $ctrd/version.Revision=module-proxy -X $ctrd/version.Package=$ctrd"
+throwaway_module "$ctrd_dir" "$ctrd" "$CONTAINERD_VERSION"
+build "$ctrd_out/containerd" "$ctrd_dir" "no_btrfs no_devmapper no_zfs urfave_cli_no_docs" "$ctrd_ld" 0 "$ctrd/cmd/containerd"
+build "$ctrd_out/ctr" "$ctrd_dir" "no_btrfs no_devmapper no_zfs urfave_cli_no_docs" "$ctrd_ld" 0 "$ctrd/cmd/ctr"
+build "$ctrd_out/containerd-shim-runc-v2" "$ctrd_dir" "no_grpc" "$ctrd_ld" 0 "$ctrd/cmd/containerd-shim-runc-v2"
+
+# runc needs cgo (nsenter) and, for seccomp, libseccomp; libpathrs (a Rust library) is left
+# out, so runc uses its Go path-safety fallback. Its version comes from its embedded VERSION.
+runc_dir="$CACHE/build/runc-$RUNC_VERSION"
+runc_out="$CACHE/runc/$RUNC_VERSION"
+throwaway_module "$runc_dir" github.com/opencontainers/runc "$RUNC_VERSION"
+build "$runc_out/runc" "$runc_dir" "seccomp urfave_cli_no_docs" "-X main.gitCommit=module-proxy" 1 github.com/opencontainers/runc
+if ! "$runc_out/runc" --version | grep -q 'seccomp'; then
+  log "$runc_out/runc was built without seccomp"; exit 1
+fi
+
+cni=github.com/containernetworking/plugins
+cni_dir="$CACHE/build/cni-plugins-$CNI_PLUGINS_VERSION"
+cni_out="$CACHE/cni-plugins/$CNI_PLUGINS_VERSION"
+throwaway_module "$cni_dir" "$cni" "$CNI_PLUGINS_VERSION"
+for p in main/bridge main/loopback ipam/host-local; do
+  build "$cni_out/$(basename "$p")" "$cni_dir" "" "-s -w -X $cni/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" 0 "$cni/plugins/$p"
+done
+
+# One directory per combination, of links into the three caches.
+rt="$CACHE/node-runtime/containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION"
+if [ ! -f "$rt/.ready" ]; then
+  rm -rf "$rt"; mkdir -p "$rt/bin" "$rt/cni"
+  for b in containerd ctr containerd-shim-runc-v2; do ln -s "$ctrd_out/$b" "$rt/bin/$b"; done
+  ln -s "$runc_out/runc" "$rt/bin/runc"
+  for b in bridge loopback host-local; do ln -s "$cni_out/$b" "$rt/cni/$b"; done
+  touch "$rt/.ready"
+fi
+
+"$here/k8s-assets.sh" kubelet kube-controller-manager kube-scheduler >/dev/null
+echo "$rt"

@@ -6,7 +6,9 @@
 #                                                   printed, so never reset, its own)
 #   test/tools/phase.sh --summary                   print the table and reset it
 set -uo pipefail
-log=${HARBOR_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/harbor-connector}/phases.log
+# HARBOR_CONNECTOR_PHASES_LOG keeps the table elsewhere: runs that share a cache (two clones on
+# one machine) would otherwise reset and print each other's phases.
+log=${HARBOR_CONNECTOR_PHASES_LOG:-${HARBOR_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/harbor-connector}/phases.log}
 mkdir -p "$(dirname "$log")"
 if [ "${1:-}" = "--reset" ]; then
   rm -f "$log"
