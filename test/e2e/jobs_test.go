@@ -105,6 +105,12 @@ func runJob(t *testing.T, s jobSpec) jobResult {
 		res.events = podEvents(ctx, t, pod)
 		res.logs = podLogs(ctx, pod)
 	}
+	if !res.succeeded {
+		// A Job past its deadline deletes its pod, and the pod's events with it: say why it ended.
+		for _, cond := range job.Status.Conditions {
+			res.events += fmt.Sprintf("Job condition %s=%s %s: %s\n", cond.Type, cond.Status, cond.Reason, cond.Message)
+		}
+	}
 	require.NoError(t, err, "Job %s/%s did not finish; pod events:\n%s\nlogs:\n%s", s.namespace, s.name, res.events, res.logs)
 	return res
 }
