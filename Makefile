@@ -16,12 +16,23 @@ MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
 
-.PHONY: all build generate test test-matrix matrix-one e2e envtest-assets node-deps clients bench fuzz demo deploy undeploy fmt vet
+.PHONY: all build images generate test test-matrix matrix-one e2e envtest-assets node-deps clients bench fuzz demo deploy undeploy fmt vet
 
 all: build
 
 build: ## Build every shipped binary into ./bin.
 	go build -o $(BIN)/ ./cmd/...
+
+# make images: REGISTRY (a repository prefix, e.g. 127.0.0.1:5000/harbor-connector) pushes and
+# writes config/overlays/images; TAG defaults to the version in test/images/names.go; REGISTRY_CA
+# is a PEM CA to trust for REGISTRY; CA_BUNDLE is the bundle copied into the images.
+REGISTRY ?=
+TAG ?=
+REGISTRY_CA ?=
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+
+images: ## OCI images (linux/amd64+arm64, reproducible, with SBOMs) into bin/images; REGISTRY=host/path also pushes them and writes config/overlays/images.
+	go run ./test/tools/images -out $(BIN)/images -registry "$(REGISTRY)" -tag "$(TAG)" -registry-ca "$(REGISTRY_CA)" -ca-bundle "$(CA_BUNDLE)" -overlay config/overlays/images
 
 generate: ## Regenerate deepcopy, the CRD and RBAC from the Go markers.
 	@cg=$$(test/tools/go-tool.sh controller-gen $(CONTROLLER_GEN_PKG)); \

@@ -28,13 +28,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/alauda/harbor-connector/test/clients"
+	"github.com/alauda/harbor-connector/test/images"
 	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/test/node"
 	"github.com/alauda/harbor-connector/test/testca"
 )
 
 // The product image the node listener DaemonSet runs; imported into containerd, never pulled.
-const proxyImage = "harbor-connector/proxy:e2e"
+// Under the project's own repository path, like the committed manifests' names.
+const proxyImage = images.Repository + "/proxy:e2e"
 
 // binaries are the product's commands and the static tools that go into test images.
 type binaries struct {

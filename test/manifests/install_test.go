@@ -32,6 +32,7 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/test/images"
 	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/webhook"
 )
@@ -555,7 +556,7 @@ func TestInstallProxyAutoscaling(t *testing.T) {
 	var deploy appsv1.Deployment
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: ref.Name}, &deploy), "the HPA's scaleTargetRef resolves")
 	assert.Equal(t, "connectors-proxy", deploy.Name)
-	assert.Contains(t, containerImages(deploy.Spec.Template.Spec), "harbor-connector/proxy:dev", "the HPA scales the proxy")
+	assert.Contains(t, containerImages(deploy.Spec.Template.Spec), images.CommittedImage("proxy"), "the HPA scales the proxy")
 
 	require.NotNil(t, hpa.Spec.MinReplicas)
 	assert.Equal(t, int32(2), *hpa.Spec.MinReplicas)

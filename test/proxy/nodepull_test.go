@@ -21,6 +21,7 @@ import (
 
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/proxyserver"
+	"github.com/alauda/harbor-connector/test/images"
 )
 
 const (
@@ -44,7 +45,7 @@ func startNodeListener(t testing.TB, upstream string) *nodeListener {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: forwarderNS, GenerateName: "connectors-node-"},
 		Spec: corev1.PodSpec{ServiceAccountName: forwarderSA, NodeName: nodeName, HostNetwork: true,
-			Containers: []corev1.Container{{Name: "node-pull", Image: "harbor-connector/proxy:dev"}}},
+			Containers: []corev1.Container{{Name: "node-pull", Image: images.CommittedImage("proxy")}}},
 	}
 	require.NoError(t, k8s.Create(ctx, pod))
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), pod) })
