@@ -38,6 +38,18 @@ func (w *warningCollector) list() []string {
 	return append([]string(nil), w.warnings...)
 }
 
+// warningClient is a client whose every Warning header lands in the returned collector.
+func warningClient(t *testing.T) (client.Client, *warningCollector) {
+	t.Helper()
+	collected := &warningCollector{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WarningHandler = nil
+	cfg.WarningHandlerWithContext = collected
+	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
+	require.NoError(t, err)
+	return c, collected
+}
+
 // Installing config/default on the test bed's API server (the newest supported release by
 // default, make test-matrix also the oldest) draws no Warning header: no deprecated API version,
 // field, annotation or label, no unknown or duplicate field, nothing the API server would drop.
@@ -51,12 +63,7 @@ func TestInstallDrawsNoWarnings(t *testing.T) {
 	ctx := context.Background()
 	objs := render(t, filepath.Join(root, "config", "default"))
 
-	var collected warningCollector
-	cfg := rest.CopyConfig(env.Config)
-	cfg.WarningHandler = nil
-	cfg.WarningHandlerWithContext = &collected
-	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
-	require.NoError(t, err)
+	c, collected := warningClient(t)
 	for _, obj := range objs {
 		before := len(collected.list())
 		err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(fieldManager), client.ForceOwnership)
