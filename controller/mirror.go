@@ -45,7 +45,7 @@ type CredentialsMirror struct {
 	Client client.Client
 	// Live reads the Connectors' Secrets and the copies from the API server, so no Secret data
 	// sits in an informer cache.
-	Live     client.Reader
+	Live client.Reader
 	// Recorder writes events.k8s.io/v1 Events, as the Connector controller does (its RBAC).
 	Recorder events.EventRecorder
 	// Namespace is where the copies live (--credentials-namespace).

@@ -1,13 +1,10 @@
 package manifests_test
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/alauda/harbor-connector/test/images"
 )
@@ -23,21 +20,9 @@ func TestInstallNamesTheBuiltImages(t *testing.T) {
 		"DaemonSet/connectors-csi":      {images.CommittedImage("csi-driver")},
 	}
 	got := map[string][]string{}
-	for _, obj := range render(t, filepath.Join(root, "config", "default")) {
-		var spec corev1.PodSpec
-		switch obj.GetKind() {
-		case "Deployment":
-			var d appsv1.Deployment
-			fromUnstructured(t, obj, &d)
-			spec = d.Spec.Template.Spec
-		case "DaemonSet":
-			var d appsv1.DaemonSet
-			fromUnstructured(t, obj, &d)
-			spec = d.Spec.Template.Spec
-		default:
-			continue
-		}
-		key := obj.GetKind() + "/" + obj.GetName()
+	for _, w := range renderedWorkloads(t) {
+		key := w.kind + "/" + w.name
+		spec := w.template.Spec
 		for _, c := range append(spec.InitContainers, spec.Containers...) {
 			got[key] = append(got[key], c.Image)
 		}
