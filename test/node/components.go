@@ -131,13 +131,13 @@ func kubeletArgs(n *Node, config, kubeconfig string) []string {
 	}
 }
 
-// kubeletPort is 10250 unless something already listens there on the node IP.
-func kubeletPort(ip string) (int32, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "10250"))
+// freePort is the preferred port on ip unless something already listens there, else a free one.
+func freePort(ip, preferred string) (int32, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, preferred))
 	if err != nil {
 		l, err = net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
-			return 0, fmt.Errorf("finding a port for the kubelet on %s: %w", ip, err)
+			return 0, fmt.Errorf("finding a free port on %s: %w", ip, err)
 		}
 	}
 	defer l.Close()

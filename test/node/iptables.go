@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -123,8 +124,11 @@ func cleanupScript(before, now ruleset, mentions []string) string {
 		var deletes []string
 		for _, r := range t.rules {
 			chain := strings.Fields(r)[1]
-			if oldRules[r] || !old.chains[chain] {
-				continue // pre-existing, or in a chain that is deleted as a whole
+			// Pre-existing, or in a chain that is deleted as a whole. A built-in chain (INPUT,
+			// PREROUTING, ...) is absent from a snapshot taken while its table was not loaded
+			// (iptables-nft lists no table that has no rules), yet it is not the node's.
+			if oldRules[r] || slices.Contains(added, chain) {
+				continue
 			}
 			if ours(r, added, mentions) {
 				deletes = append(deletes, "-D"+strings.TrimPrefix(r, "-A"))

@@ -68,3 +68,24 @@ COMMIT
 		"iptables: -X KUBE-KUBELET-CANARY",
 	}, leftoverIPTables(map[string]ruleset{"iptables": before}, map[string]ruleset{"iptables": after}, []string{"hce2e0"}))
 }
+
+// kube-proxy's jumps from the built-in chains are removed even when the snapshot before the node
+// held no table at all (iptables-nft saves nothing while no rule exists).
+func TestIPTablesCleanupFromNoTables(t *testing.T) {
+	after := parseIPTablesSave([]byte(`*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.0.0.1/32 -p tcp -m tcp --dport 443 -j REJECT
+COMMIT
+`))
+	assert.Equal(t, `*nat
+-D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-D OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-F KUBE-SERVICES
+-X KUBE-SERVICES
+COMMIT
+`, cleanupScript(ruleset{}, after, nil))
+}

@@ -69,11 +69,14 @@ func writeCNIConfig(confDir, ipamDir, bridge, podCIDR, gateway string) error {
 		"cniVersion": "1.0.0",
 		"name":       cniNetwork,
 		"plugins": []any{map[string]any{
-			"type":        "bridge",
-			"bridge":      bridge,
-			"isGateway":   true,
-			"ipMasq":      false,
-			"hairpinMode": false,
+			"type":      "bridge",
+			"bridge":    bridge,
+			"isGateway": true,
+			// Service addresses (10.0.0.0/24) are off the bridge: pods send them to the host,
+			// where kube-proxy's rules translate them.
+			"isDefaultGateway": true,
+			"ipMasq":           false,
+			"hairpinMode":      false,
 			"ipam": map[string]any{
 				"type": "host-local",
 				// Leases live under the node's directory, not /var/lib/cni/networks, so they

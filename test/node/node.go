@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -175,6 +176,7 @@ func (n *Node) start(ctx context.Context) error {
 		{"controller-manager and scheduler", func(ctx context.Context) error { return n.startControlPlane(ctx, assets) }},
 		{"kubelet", func(ctx context.Context) error { return n.startKubelet(ctx, assets) }},
 		{"node ready", n.waitReady},
+		{"kube-proxy", func(ctx context.Context) error { return n.startKubeProxy(ctx, assets) }},
 	}
 	for _, s := range steps {
 		began := time.Now()
@@ -274,15 +276,18 @@ func (n *Node) startAPIServer(ctx context.Context) error {
 	opts := append([]kube.Option{kube.WithAPIServerArgs(map[string][]string{
 		// Pods need their default ServiceAccount and token volumes.
 		"disable-admission-plugins": nil,
-		// There is no kube-proxy: the kubernetes Service endpoints would point nowhere, and
-		// webhooks and aggregated APIs are reached by pod IP (TESTING.md "A real node").
-		"endpoint-reconciler-type":  {"none"},
+		// Pods reach the API server through the kubernetes Service (kube-proxy routes it): the
+		// lease reconciler publishes its endpoint at the advertised node IP.
+		"advertise-address":        {n.IP},
+		"endpoint-reconciler-type": {"lease"},
+		// Webhooks and aggregated APIs are reached at their endpoints' pod IPs, which the host
+		// routes to on the bridge, rather than through the host's own Service rules.
 		"enable-aggregator-routing": {"true"},
 		// The node's Hostname address ("e2e-node") resolves nowhere: reach the kubelet (logs,
 		// exec) at the node IP.
 		"kubelet-preferred-address-types": {"InternalIP"},
 		// envtest's default, spelled out: it must not overlap the pod range on the bridge.
-		"service-cluster-ip-range": {"10.0.0.0/24"},
+		"service-cluster-ip-range": {ServiceCIDR},
 	})}, n.opts.KubeOptions...)
 	// The API server's output goes to the node's logs with the other components' (envtest
 	// discards it by default).
@@ -300,10 +305,23 @@ func (n *Node) startAPIServer(ctx context.Context) error {
 			return err
 		}
 	}
+	servingCA, err := writeAPIServerCerts(certDir, n.IP)
+	if err != nil {
+		return fmt.Errorf("the API server's certificates: %w", err)
+	}
+	// envtest picks a loopback address unless it is given both an address and a port.
+	port, err := freePort(n.IP, "6443")
+	if err != nil {
+		return err
+	}
 	opts = append(opts, func(env *envtest.Environment, _ string) {
 		api := env.ControlPlane.GetAPIServer()
 		api.Out, api.Err = apiLog, apiLog
 		api.CertDir = certDir
+		// Served on the node IP, where pods (through the kubernetes Service) and host processes
+		// reach it, with the certificate writeAPIServerCerts made (envtest keeps an existing one).
+		api.SecureServing.Address, api.SecureServing.Port = n.IP, strconv.Itoa(int(port))
+		api.SecureServing.CA = servingCA
 		if env.ControlPlane.Etcd == nil {
 			env.ControlPlane.Etcd = &envtest.Etcd{}
 		}
@@ -412,7 +430,7 @@ func (n *Node) startKubelet(ctx context.Context, assets string) error {
 	if err != nil {
 		return err
 	}
-	port, err := kubeletPort(n.IP)
+	port, err := freePort(n.IP, "10250")
 	if err != nil {
 		return err
 	}

@@ -131,10 +131,20 @@ func TestNode(t *testing.T) {
 	}
 	require.NoError(t, n.Client.Create(ctx, sleeper))
 
+	// A pod reaches the API server as in-cluster clients do: the kubernetes Service's address
+	// (routed by kube-proxy to the advertised node IP), verified with kube-root-ca.crt.
+	apicheck := apiCheckJob(ctx, t, n, node.APIServiceIP+":443")
+	require.NoError(t, n.Client.Create(ctx, apicheck))
+
 	pod := waitForJob(ctx, t, n, job)
 	logs, err := n.Clientset.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "hello\ndefault\nSeccomp:\t2", strings.TrimSpace(string(logs)), "the Job's output, read through the API server")
+
+	pod = waitForJob(ctx, t, n, apicheck)
+	logs, err = n.Clientset.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, node.APIServiceIP+":443 "+k8sVersion, strings.TrimSpace(string(logs)), "the API server as a pod reaches it")
 
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		logs, err := n.Clientset.CoreV1().Pods("default").GetLogs("sleeper", &corev1.PodLogOptions{}).DoRaw(ctx)
@@ -158,6 +168,32 @@ func TestNode(t *testing.T) {
 	assert.Equal(t, ipForward, readFile(t, "/proc/sys/net/ipv4/ip_forward"), "net.ipv4.ip_forward is restored")
 	_, err = os.Stat(dir)
 	assert.True(t, os.IsNotExist(err), "the node's directory is removed: %v", err)
+}
+
+// apiCheckJob is a Job running ./test/node/apicheck against the given API server addresses.
+func apiCheckJob(ctx context.Context, t *testing.T, n *node.Node, addrs ...string) *batchv1.Job {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "apicheck")
+	require.NoError(t, node.BuildStatic(ctx, "./test/node/apicheck", bin))
+	img, err := node.BuildImage([]node.File{{HostPath: bin, ImagePath: "/apicheck", Mode: 0o755}}, nil, nil)
+	require.NoError(t, err)
+	const ref = "localhost/e2e/apicheck:1"
+	tarPath := filepath.Join(t.TempDir(), "apicheck.tar")
+	require.NoError(t, node.WriteTarball(img, ref, tarPath))
+	require.NoError(t, n.ImportImage(ctx, tarPath))
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "apicheck", Namespace: "default"},
+		Spec: batchv1.JobSpec{
+			BackoffLimit: ptr.To[int32](0),
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{
+					Name: "apicheck", Image: ref, ImagePullPolicy: corev1.PullNever,
+					Command: append([]string{"/apicheck"}, addrs...),
+				}},
+			}},
+		},
+	}
 }
 
 // waitForJob waits for the Job to complete and returns its pod, failing with the pod's status

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,6 +60,11 @@ func (n *Node) stop() error {
 		err := n.stopProcess("containerd")
 		return errors.Join(err, killShims(n.containerd.Socket))
 	})
+	// The cluster add-ons (kube-proxy, DNS, cert-manager, ...) go before the control plane, so
+	// the API server does not wait for their watches to end.
+	for _, name := range n.addOns() {
+		step(name, func() error { return n.stopProcess(name) })
+	}
 	step("kube-controller-manager", func() error { return n.stopProcess("kube-controller-manager") })
 	step("kube-apiserver", func() error {
 		var err error
@@ -133,6 +139,21 @@ func (n *Node) stop() error {
 		return fmt.Errorf("stopping the node: %w", err)
 	}
 	return nil
+}
+
+// coreProcesses are the node's own components, which stop() stops in its own order.
+var coreProcesses = []string{"kube-scheduler", "kubelet", "containerd", "kube-controller-manager"}
+
+// addOns are the processes started besides the core ones, by name.
+func (n *Node) addOns() []string {
+	var names []string
+	for name := range n.procs {
+		if !slices.Contains(coreProcesses, name) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 func (n *Node) running(name string) bool {

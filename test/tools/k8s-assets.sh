@@ -34,7 +34,8 @@ staging_version="v0.${K8S_VERSION#v1.}"
 
 k8s_module() {
   local dir="$CACHE/build/k8s-$K8S_VERSION"
-  if [ -f "$dir/.ready" ]; then echo "$dir"; return; fi
+  # The marker names the commands tools.go lists: a cache made for fewer commands is remade.
+  if [ -f "$dir/.ready-kube-proxy" ]; then echo "$dir"; return; fi
   rm -rf "$dir"; mkdir -p "$dir"
   log "preparing throwaway module for k8s.io/kubernetes $K8S_VERSION"
   local gomod
@@ -56,12 +57,13 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubectl/pkg/cmd"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
   (cd "$dir" && go mod tidy -e >&2)
-  touch "$dir/.ready"
+  touch "$dir/.ready-kube-proxy"
   echo "$dir"
 }
 

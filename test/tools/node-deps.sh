@@ -97,5 +97,5 @@ if [ ! -f "$rt/.ready" ]; then
   touch "$rt/.ready"
 fi
 
-"$here/k8s-assets.sh" kubelet kube-controller-manager kube-scheduler >/dev/null
+"$here/k8s-assets.sh" kubelet kube-controller-manager kube-scheduler kube-proxy >/dev/null
 echo "$rt"
