@@ -16,7 +16,7 @@ MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
 
-.PHONY: all build images generate test test-matrix matrix-one e2e envtest-assets node-deps clients bench fuzz demo deploy undeploy fmt vet
+.PHONY: all build images generate test test-matrix matrix-one e2e envtest-assets node-deps clients trust-manager bench fuzz demo deploy undeploy fmt vet
 
 all: build
 
@@ -48,6 +48,9 @@ envtest-assets: ## Build kube-apiserver, etcd and kubectl ($(K8S_VERSION)) from 
 clients: ## Install the pinned registry clients (crane, oras, regctl, skopeo).
 	@test/tools/clients.sh >/dev/null
 
+trust-manager: ## Build trust-manager (TRUST_MANAGER_VERSION in test/tools/versions.env) from the module proxy into the cache; test/trust runs it.
+	@test/tools/trust-manager.sh >/dev/null
+
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
@@ -58,6 +61,7 @@ test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites
 	@$(PHASE) --reset
 	@$(PHASE) "envtest assets (kube-apiserver, etcd, kubectl)" test/tools/k8s-assets.sh
 	@$(PHASE) "registry clients" test/tools/clients.sh
+	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
 	@$(PHASE) "generated files are up to date" test/tools/check-generated.sh
 	@$(PHASE) "build" go build ./...
 	@$(PHASE) "go vet (also the e2e-tagged suites)" bash -c "go vet ./... && go vet -tags e2e ./test/..."
@@ -69,6 +73,7 @@ test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites
 test-matrix: ## The envtest suites and the real-node suite on each release in MATRIX (default: v1.35.4 and K8S_VERSION). Root. Prints phase durations.
 	@$(PHASE) --reset
 	@$(PHASE) "registry clients" test/tools/clients.sh
+	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
 	@for v in $(MATRIX); do $(MAKE) --no-print-directory matrix-one K8S_VERSION=$$v PHASE_PREFIX="[$$v] " || exit 1; done
 	@test/tools/phase.sh --summary
 
@@ -96,7 +101,7 @@ demo: ## Run the product end to end on an embedded API server and test Harbor.
 	@echo "compiling the demo (first run: several minutes without output)..."
 	@go run ./test/demo
 
-deploy: ## Apply config/default to the current kubeconfig.
+deploy: ## Apply config/default to the current kubeconfig (cert-manager and trust-manager first: README "Install on a cluster").
 	kubectl apply --server-side -k config/default
 
 undeploy:

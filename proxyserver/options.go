@@ -44,7 +44,7 @@ func DefaultOptions() Options {
 		MaxStreamsPerConnector: 512,
 		MaxTokenFetches:        4,
 		StallTimeout:           2 * time.Minute,
-		NodeForwarders:         []string{"connectors-system/connectors-node"},
+		NodeForwarders:         []string{"connectors-node/connectors-node"},
 		CredentialsNamespace:   access.DefaultCredentialsNamespace,
 	}
 }

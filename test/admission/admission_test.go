@@ -137,7 +137,7 @@ func TestOptOutAndExcludedNamespaces(t *testing.T) {
 	require.NoError(t, k8s.Create(ctx, p))
 	assertUntouched(t, p.ObjectMeta, p.Spec)
 
-	for _, name := range []string{"kube-system", "connectors-system"} {
+	for _, name := range []string{"kube-system", "connectors-system", "connectors-node"} {
 		nsObj := &corev1.Namespace{}
 		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, nsObj); err != nil {
 			nsObj = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}

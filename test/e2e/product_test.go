@@ -97,7 +97,7 @@ func startProduct(ctx context.Context, work string, n *node.Node, bins *binaries
 		"--https-address", reverse, "--tls-cert-dir", filepath.Join(p.dir, "proxy-tls"),
 		"--forward-address", net.JoinHostPort(n.IP, forwardPort), "--forward-tls-address", net.JoinHostPort(n.IP, forwardTLSPort),
 		"--intercept-ca-dir", filepath.Join(p.dir, "intercept-ca"),
-		"--node-forwarders", productNS+"/connectors-node",
+		"--node-forwarders", nodeNS+"/connectors-node",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0"); err != nil {
 		return p, err
 	}
@@ -194,16 +194,19 @@ func (p *product) start(name, bin string, args ...string) error {
 }
 
 // applyManifests applies the parts that run as Kubernetes objects from config/: the CSIDriver
-// and the node listener DaemonSet (with the test's image, and the proxy at the bridge address
-// since the node has no Service routing).
+// and the node listener DaemonSet in the node agents' namespace (with the test's image, and the
+// proxy at the bridge address since the node has no Service routing). connectors-system is the
+// manager's and the proxy's (their --credentials-namespace).
 func (p *product) applyManifests(ctx context.Context, n *node.Node, bins *binaries) error {
 	root, err := clients.RepoRoot()
 	if err != nil {
 		return err
 	}
 	c := n.Client
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: productNS}}); err != nil {
-		return err
+	for _, ns := range []string{productNS, nodeNS} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
 	}
 	objs, err := decodeManifests(filepath.Join(root, "config/csi/csidriver.yaml"), filepath.Join(root, "config/proxy/node.yaml"))
 	if err != nil {
@@ -213,8 +216,10 @@ func (p *product) applyManifests(ctx context.Context, n *node.Node, bins *binari
 	if err != nil {
 		return err
 	}
-	// What cert-manager's Secret would hold; the DaemonSet mounts only its ca.crt.
-	objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: productNS, Name: "connectors-proxy-tls"}, Data: map[string][]byte{"ca.crt": caPEM}})
+	// What trust-manager copies into connectors-node from the ca.crt of cert-manager's
+	// connectors-proxy-tls Secret (config/trust: Bundle connectors-proxy-ca); the node has
+	// neither, and test/trust runs the real trust-manager on that Bundle.
+	objs = append(objs, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: nodeNS, Name: "connectors-proxy-ca"}, Data: map[string]string{"ca.crt": string(caPEM)}})
 	img, err := node.BuildImage([]node.File{{HostPath: bins.proxy, ImagePath: "/proxy", Mode: 0o755}}, []string{"/proxy"}, nil)
 	if err != nil {
 		return err
@@ -248,12 +253,12 @@ func (p *product) applyManifests(ctx context.Context, n *node.Node, bins *binari
 	}
 	return waitFor(ctx, 2*time.Minute, func() (bool, error) {
 		var ds appsv1.DaemonSet
-		if err := c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-node"}, &ds); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: nodeNS, Name: "connectors-node"}, &ds); err != nil {
 			return false, err
 		}
 		return ds.Status.NumberReady == 1, nil
 	}, func() string {
-		return "the connectors-node DaemonSet pod never became Ready: " + podSummary(ctx, c, productNS)
+		return "the connectors-node DaemonSet pod never became Ready: " + podSummary(ctx, c, nodeNS)
 	})
 }
 

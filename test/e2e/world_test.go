@@ -25,6 +25,8 @@ const (
 	connectorName = "harbor"
 	project       = "team"
 	productNS     = "connectors-system"
+	// nodeNS is the node agents' namespace (config/proxy/node.yaml, config/csi/daemonset.yaml).
+	nodeNS = "connectors-node"
 	// The ports the proxy listens on at the node's bridge address, where pods reach it (the
 	// node has no kube-proxy, so there is no Service address: TESTING.md "A real node").
 	reversePort, forwardPort, forwardTLSPort = "8443", "3128", "3129"

@@ -11,9 +11,9 @@ import (
 )
 
 // Version is a test bed version by its name in test/tools/versions.env (K8S_VERSION,
-// CONTAINERD_VERSION, RUNC_VERSION, CNI_PLUGINS_VERSION): the environment variable of that name
-// when set (make test-matrix sets K8S_VERSION), otherwise the file's default. The scripts and
-// the Makefile read the same file, so the version has one default.
+// CONTAINERD_VERSION, RUNC_VERSION, CNI_PLUGINS_VERSION, TRUST_MANAGER_VERSION): the environment
+// variable of that name when set (make test-matrix sets K8S_VERSION), otherwise the file's
+// default. The scripts and the Makefile read the same file, so the version has one default.
 func Version(name string) (string, error) {
 	if v := os.Getenv(name); v != "" {
 		return v, nil

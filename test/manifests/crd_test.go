@@ -33,8 +33,8 @@ func TestMain(m *testing.M) {
 	var err error
 	if root, err = clients.RepoRoot(); err == nil {
 		// Admission as on a provider that limits the system-* priority classes (GKE):
-		// TestInstallPodsAdmitted relies on it.
-		env, err = kube.Start(kube.WithCertManagerCRDs(), kube.WithAPIServerArgs(map[string][]string{
+		// TestInstallPodsAdmitted relies on it. trust-manager's Bundle CRD, so config/trust applies.
+		env, err = kube.Start(kube.WithCertManagerCRDs(), kube.WithTrustManagerCRDs(), kube.WithAPIServerArgs(map[string][]string{
 			"admission-control-config-file": {filepath.Join(root, "test", "manifests", "testdata", "admission.yaml")},
 		}))
 	}

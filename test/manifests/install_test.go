@@ -37,7 +37,12 @@ import (
 	"github.com/alauda/harbor-connector/webhook"
 )
 
-const productNS = "connectors-system"
+const (
+	// productNS holds the manager and the proxy (PodSecurity "restricted").
+	productNS = "connectors-system"
+	// nodeNS holds the node agents (PodSecurity "privileged") and the CA ConfigMaps they mount.
+	nodeNS = "connectors-node"
+)
 
 // config/default applies to the real API server with server-side apply, and every name it
 // wires together resolves, so the manifests cannot drift from each other or from the code.
@@ -239,14 +244,15 @@ func TestInstallProxyNamesResolve(t *testing.T) {
 	assert.Equal(t, "https://connectors-proxy.connectors-system.svc", argValue(manager.Spec.Template.Spec.Containers[0].Args, "--proxy-address"))
 }
 
-// The node pull listener reaches the proxy's Service with the proxy's serving CA only, runs as
-// the ServiceAccount the proxy accepts as a node forwarder, and that ServiceAccount is bound to
-// no role (ARCHITECTURE.md "RBAC": nothing but its own token).
+// The node pull listener reaches the proxy's Service with the proxy's serving CA only (the
+// ConfigMap trust-manager copies from that Certificate's Secret), runs as the ServiceAccount the
+// proxy accepts as a node forwarder, in connectors-node, and that ServiceAccount is bound to no
+// role (ARCHITECTURE.md "RBAC": nothing but its own token).
 func TestInstallNodeListener(t *testing.T) {
 	c := applyDefault(t)
 	ctx := context.Background()
 	var ds appsv1.DaemonSet
-	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-node"}, &ds))
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: nodeNS, Name: "connectors-node"}, &ds))
 	spec := ds.Spec.Template.Spec
 	node := spec.Containers[0]
 	assert.True(t, spec.HostNetwork, "the runtime pulls from the node's loopback")
@@ -260,8 +266,11 @@ func TestInstallNodeListener(t *testing.T) {
 
 	var proxy appsv1.Deployment
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &proxy))
-	assert.Equal(t, productNS+"/"+spec.ServiceAccountName, argValue(proxy.Spec.Template.Spec.Containers[0].Args, "--node-forwarders"))
-	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: spec.ServiceAccountName}, &corev1.ServiceAccount{}))
+	assert.Equal(t, nodeNS+"/"+spec.ServiceAccountName, argValue(proxy.Spec.Template.Spec.Containers[0].Args, "--node-forwarders"))
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: nodeNS, Name: spec.ServiceAccountName}, &corev1.ServiceAccount{}))
+	var proxyCert cmapi.Certificate
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &proxyCert))
+	rendered := render(t, filepath.Join(root, "config", "default"))
 
 	var tokenAudience, caFile string
 	for _, v := range spec.Volumes {
@@ -273,11 +282,13 @@ func TestInstallNodeListener(t *testing.T) {
 				tokenAudience = v.Projected.Sources[0].ServiceAccountToken.Audience
 				assert.Equal(t, m.MountPath+"/"+v.Projected.Sources[0].ServiceAccountToken.Path, argValue(node.Args, "--token-file"))
 			}
-			if v.Secret != nil {
-				assert.Equal(t, "connectors-proxy-tls", v.Secret.SecretName)
-				require.Len(t, v.Secret.Items, 1, "only the CA certificate of the proxy's Secret, never its key")
-				assert.Equal(t, "ca.crt", v.Secret.Items[0].Key)
-				caFile = m.MountPath + "/" + v.Secret.Items[0].Path
+			assert.Nil(t, v.Secret, "no Secret of the product lives in %s", nodeNS)
+			if v.ConfigMap != nil {
+				require.Len(t, v.ConfigMap.Items, 1)
+				assert.Equal(t, "ca.crt", v.ConfigMap.Items[0].Key)
+				assert.Equal(t, []secretKey{{proxyCert.Spec.SecretName, "ca.crt"}}, bundleSources(t, rendered, v.ConfigMap.Name),
+					"the listener trusts the proxy's serving CA only, never the interception CA")
+				caFile = m.MountPath + "/" + v.ConfigMap.Items[0].Path
 			}
 		}
 	}
@@ -297,7 +308,7 @@ func TestInstallNodeListener(t *testing.T) {
 				subjects = append(subjects, b.Subjects...)
 			}
 		}
-		assert.NotContains(t, subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: spec.ServiceAccountName, Namespace: productNS}, "the node listener has no role")
+		assert.NotContains(t, subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: spec.ServiceAccountName, Namespace: nodeNS}, "the node listener has no role")
 	}
 }
 
@@ -315,8 +326,9 @@ func applyDefault(t *testing.T) client.Client {
 	return c
 }
 
-// The CSIDriver asks the kubelet for what the driver relies on, and the driver's DaemonSet never
-// mounts the interception CA's key.
+// The CSIDriver asks the kubelet for what the driver relies on, and the driver's DaemonSet, in
+// connectors-node, mounts the proxy's serving CA and the interception CA as the ConfigMaps
+// trust-manager copies from their Secrets' ca.crt, never a key, and renders exactly those files.
 func TestInstallCSIDriver(t *testing.T) {
 	c := applyDefault(t)
 	ctx := context.Background()
@@ -331,15 +343,34 @@ func TestInstallCSIDriver(t *testing.T) {
 	assert.True(t, ptr.Deref(driver.Spec.ServiceAccountTokenInSecrets, false), "the kubelet passes the token in the request's secrets, which it does not log")
 
 	var ds appsv1.DaemonSet
-	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-csi"}, &ds))
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: nodeNS, Name: "connectors-csi"}, &ds))
+	rendered := render(t, filepath.Join(root, "config", "default"))
+	driverCtr := ds.Spec.Template.Spec.Containers[0]
+	var files []string
+	var sources []secretKey
 	for _, v := range ds.Spec.Template.Spec.Volumes {
-		if v.Secret != nil && v.Secret.SecretName == "connectors-intercept-ca" {
-			require.Len(t, v.Secret.Items, 1)
-			assert.Equal(t, "ca.crt", v.Secret.Items[0].Key, "the driver gets the CA certificate, never its key")
+		assert.Nil(t, v.Secret, "no Secret of the product lives in %s", nodeNS)
+		if v.ConfigMap == nil {
+			continue
+		}
+		require.Len(t, v.ConfigMap.Items, 1)
+		assert.Equal(t, "ca.crt", v.ConfigMap.Items[0].Key)
+		sources = append(sources, bundleSources(t, rendered, v.ConfigMap.Name)...)
+		for _, m := range driverCtr.VolumeMounts {
+			if m.Name == v.Name {
+				files = append(files, m.MountPath+"/"+v.ConfigMap.Items[0].Path)
+			}
 		}
 	}
+	var proxyCert, interceptCA cmapi.Certificate
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &proxyCert))
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-intercept-ca"}, &interceptCA))
+	assert.ElementsMatch(t, []secretKey{{proxyCert.Spec.SecretName, "ca.crt"}, {interceptCA.Spec.SecretName, "ca.crt"}}, sources,
+		"ca.crt in every pod's volume: the proxy's serving CA and the interception CA")
+	assert.ElementsMatch(t, files, strings.Split(argValue(driverCtr.Args, "--ca-bundle-files"), ","), "the driver reads the mounted CA files")
 	var crb rbacv1.ClusterRoleBinding
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "connectors-csi"}, &crb))
+	assert.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: ds.Spec.Template.Spec.ServiceAccountName, Namespace: nodeNS}}, crb.Subjects)
 	var role rbacv1.ClusterRole
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: crb.RoleRef.Name}, &role))
 	assert.False(t, grants(role, "", "serviceaccounts/token", "create"), "the driver cannot mint tokens")

@@ -97,7 +97,7 @@ func stringsNaming(v any, old, newRoot, path string) []string {
 
 func renderedCSI(t *testing.T, objs []*unstructured.Unstructured) *appsv1.DaemonSet {
 	t.Helper()
-	obj := findRendered(objs, "DaemonSet", productNS, "connectors-csi")
+	obj := findRendered(objs, "DaemonSet", nodeNS, "connectors-csi")
 	require.NotNil(t, obj)
 	var ds appsv1.DaemonSet
 	fromUnstructured(t, obj, &ds)

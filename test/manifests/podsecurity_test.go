@@ -28,8 +28,8 @@ type workload struct {
 	template              corev1.PodTemplateSpec
 }
 
-// nodeAgent: a DaemonSet runs on every node with host access; only the other workloads must
-// meet PodSecurity "restricted".
+// nodeAgent: a DaemonSet runs on every node with host access, in connectors-node; the other
+// workloads run in connectors-system and must meet PodSecurity "restricted".
 func (w workload) nodeAgent() bool { return w.kind == "DaemonSet" }
 
 // renderedWorkloads returns the Deployments and DaemonSets of config/default as rendered.
@@ -73,6 +73,7 @@ func TestInstallPodsAdmitted(t *testing.T) {
 	c := applyDefault(t)
 	ctx := context.Background()
 	observeQuotas(t, c, productNS)
+	observeQuotas(t, c, nodeNS)
 	wc, warnings := warningClient(t)
 	wantClass := map[string]string{
 		"connectors-manager": "system-cluster-critical", // serves the fail-closed webhook
@@ -110,28 +111,41 @@ func TestInstallPodsAdmitted(t *testing.T) {
 	})
 }
 
-// The manager and the proxy meet PodSecurity "restricted", which the planned split of the
-// product namespace (node agents apart) relies on: their pods are admitted in a namespace that
-// enforces it, and pods that break it are refused there, so the check can fail.
+// connectors-system enforces PodSecurity "restricted": the manager's and the proxy's pods are
+// admitted there with no warning, pods that break "restricted" are refused there (so the check
+// can fail), and so are the node agents' pods, which need host access and are admitted only in
+// connectors-node (TestInstallPodsAdmitted).
 func TestInstallRestrictedPodSecurity(t *testing.T) {
+	c := applyDefault(t)
 	ctx := context.Background()
-	ns := restrictedNamespace(t)
+	observeQuotas(t, c, productNS)
+	var ns corev1.Namespace
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: productNS}, &ns))
+	assert.Equal(t, "restricted", ns.Labels["pod-security.kubernetes.io/enforce"])
 	wc, warnings := warningClient(t)
 	var manager *workload
-	checked := 0
+	checked, agents := 0, 0
 	for _, w := range renderedWorkloads(t) {
 		if w.nodeAgent() {
+			agents++
+			assert.Equal(t, nodeNS, w.namespace, "%s runs in the node agents' namespace", w.name)
+			err := k8s.Create(ctx, w.pod(productNS), client.DryRunAll)
+			require.Error(t, err, "%s's pod in %s", w.name, productNS)
+			assert.True(t, apierrors.IsForbidden(err), "%v", err)
+			assert.Contains(t, err.Error(), `violates PodSecurity "restricted:latest"`, "%s's pod in %s", w.name, productNS)
 			continue
 		}
 		if w.name == "connectors-manager" {
 			manager = &w
 		}
 		checked++
+		assert.Equal(t, productNS, w.namespace, "%s runs in the restricted namespace", w.name)
 		before := len(warnings.list())
-		assert.NoError(t, wc.Create(ctx, w.pod(ns), client.DryRunAll), "%s under restricted", w.name)
+		assert.NoError(t, wc.Create(ctx, w.pod(productNS), client.DryRunAll), "%s under restricted", w.name)
 		assert.Empty(t, warnings.list()[before:], "%s under restricted draws warnings", w.name)
 	}
 	assert.Equal(t, 2, checked, "the manager and the proxy")
+	assert.Equal(t, 2, agents, "the CSI driver and the node listener")
 	require.NotNil(t, manager)
 
 	breaks := map[string]func(*corev1.PodSpec){
@@ -141,10 +155,11 @@ func TestInstallRestrictedPodSecurity(t *testing.T) {
 			s.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr.To(true)
 		},
 		"unrestricted capabilities": func(s *corev1.PodSpec) { s.Containers[0].SecurityContext.Capabilities = nil },
+		"host namespaces":           func(s *corev1.PodSpec) { s.HostNetwork = true },
 	}
 	for want, mutate := range breaks {
 		t.Run("refused: "+want, func(t *testing.T) {
-			pod := manager.pod(ns)
+			pod := manager.pod(productNS)
 			mutate(&pod.Spec)
 			err := k8s.Create(ctx, pod, client.DryRunAll)
 			require.Error(t, err)
@@ -153,30 +168,6 @@ func TestInstallRestrictedPodSecurity(t *testing.T) {
 			assert.Contains(t, err.Error(), want)
 		})
 	}
-}
-
-// restrictedNamespace enforces PodSecurity "restricted" and holds the install's ResourceQuotas,
-// as a namespace for the manager and the proxy alone would.
-func restrictedNamespace(t *testing.T) string {
-	t.Helper()
-	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "restricted-",
-		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}
-	require.NoError(t, k8s.Create(ctx, ns))
-	quotas := 0
-	for _, obj := range render(t, filepath.Join(root, "config", "default")) {
-		if obj.GetKind() != "ResourceQuota" {
-			continue
-		}
-		var q corev1.ResourceQuota
-		fromUnstructured(t, obj, &q)
-		q.Namespace = ns.Name
-		require.NoError(t, k8s.Create(ctx, &q))
-		quotas++
-	}
-	require.NotZero(t, quotas)
-	observeQuotas(t, k8s, ns.Name)
-	return ns.Name
 }
 
 // observeQuotas fills in the status of a namespace's ResourceQuotas as kube-controller-manager's

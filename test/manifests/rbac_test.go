@@ -18,12 +18,33 @@ import (
 	"github.com/alauda/harbor-connector/test/kube"
 )
 
-// The product's ServiceAccounts, as config/default installs them.
-var productAccounts = []string{"connectors-manager", "connectors-proxy", "connectors-csi", "connectors-node"}
+// account is a ServiceAccount of the product.
+type account struct{ namespace, name string }
+
+// The product's ServiceAccounts, as config/default installs them: the manager's and the proxy's
+// in connectors-system, the node agents' in connectors-node.
+var productAccounts = []account{
+	{productNS, "connectors-manager"},
+	{productNS, "connectors-proxy"},
+	{nodeNS, "connectors-csi"},
+	{nodeNS, "connectors-node"},
+}
+
+func accountNamed(t *testing.T, name string) account {
+	t.Helper()
+	for _, a := range productAccounts {
+		if a.name == name {
+			return a
+		}
+	}
+	t.Fatalf("no product ServiceAccount %s", name)
+	return account{}
+}
 
 func asAccount(t *testing.T, name string) client.Client {
 	t.Helper()
-	c, err := client.New(kube.AsServiceAccount(env.Config, productNS, name), client.Options{Scheme: kube.Scheme()})
+	a := accountNamed(t, name)
+	c, err := client.New(kube.AsServiceAccount(env.Config, a.namespace, a.name), client.Options{Scheme: kube.Scheme()})
 	require.NoError(t, err)
 	return c
 }
@@ -34,16 +55,17 @@ func assertForbidden(t *testing.T, err error, format string, args ...any) {
 }
 
 // Real requests, made as the installed ServiceAccounts against the API server's RBAC: the proxy
-// reads Secrets in the product namespace only (where the manager keeps its copies of the
-// connectors' credentials), not in a namespace without Connectors, not in kube-system, and it
-// writes none; the manager reads Secrets anywhere (the Connectors' own) but creates, updates and
-// deletes them only in the product namespace; the CSI driver and the node listener read none.
+// reads Secrets in connectors-system only (where the manager keeps its copies of the
+// connectors' credentials), not in a namespace without Connectors, not in kube-system or the
+// node agents' namespace, and it writes none; the manager reads Secrets anywhere (the
+// Connectors' own) but creates, updates and deletes them only in connectors-system; the CSI
+// driver and the node listener read none, their own namespace's included.
 func TestInstallRBACConfinesSecrets(t *testing.T) {
 	applyDefault(t)
 	ctx := context.Background()
 	plain := newNamespace(t) // a namespace without Connectors
 	victims := map[string]*corev1.Secret{}
-	for _, ns := range []string{plain, "kube-system", productNS} {
+	for _, ns := range []string{plain, "kube-system", productNS, nodeNS} {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "rbac-victim-"},
 			Data: map[string][]byte{"password": []byte("do-not-read")}}
 		require.NoError(t, k8s.Create(ctx, s))
@@ -53,7 +75,7 @@ func TestInstallRBACConfinesSecrets(t *testing.T) {
 
 	t.Run("proxy", func(t *testing.T) {
 		proxy := asAccount(t, "connectors-proxy")
-		for _, ns := range []string{plain, "kube-system"} {
+		for _, ns := range []string{plain, "kube-system", nodeNS} {
 			assertForbidden(t, proxy.Get(ctx, client.ObjectKeyFromObject(victims[ns]), &corev1.Secret{}), "proxy gets a Secret in %s", ns)
 			assertForbidden(t, proxy.List(ctx, &corev1.SecretList{}, client.InNamespace(ns)), "proxy lists Secrets in %s", ns)
 		}
@@ -69,7 +91,7 @@ func TestInstallRBACConfinesSecrets(t *testing.T) {
 
 	t.Run("manager", func(t *testing.T) {
 		manager := asAccount(t, "connectors-manager")
-		for _, ns := range []string{plain, "kube-system", "default"} {
+		for _, ns := range []string{plain, "kube-system", "default", nodeNS} {
 			assertForbidden(t, manager.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "by-manager-"}}), "manager creates a Secret in %s", ns)
 		}
 		for _, ns := range []string{plain, "kube-system"} {
@@ -90,15 +112,16 @@ func TestInstallRBACConfinesSecrets(t *testing.T) {
 	for _, name := range []string{"connectors-csi", "connectors-node"} {
 		t.Run(name, func(t *testing.T) {
 			c := asAccount(t, name)
-			for _, ns := range []string{plain, "kube-system", productNS} {
+			for _, ns := range []string{plain, "kube-system", productNS, nodeNS} {
 				assertForbidden(t, c.Get(ctx, client.ObjectKeyFromObject(victims[ns]), &corev1.Secret{}), "%s gets a Secret in %s", name, ns)
+				assertForbidden(t, c.List(ctx, &corev1.SecretList{}, client.InNamespace(ns)), "%s lists Secrets in %s", name, ns)
 			}
 		})
 	}
 }
 
 // No product account can give itself or anyone more rights: creating RoleBindings (outside the
-// product namespace and inside it), ClusterRoleBindings, Roles and ClusterRoles is refused, as
+// product's namespaces and inside them), ClusterRoleBindings, Roles and ClusterRoles is refused, as
 // is changing its own ClusterRole, and the API server's SubjectAccessReview says no to bind,
 // escalate, impersonate, minting other accounts' tokens and creating workloads that could mount
 // Secrets.
@@ -106,12 +129,13 @@ func TestInstallRBACNoSelfEscalation(t *testing.T) {
 	applyDefault(t)
 	ctx := context.Background()
 	plain := newNamespace(t)
-	for _, name := range productAccounts {
+	for _, acct := range productAccounts {
+		name := acct.name
 		t.Run(name, func(t *testing.T) {
 			c := asAccount(t, name)
-			self := []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: productNS}}
+			self := []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: acct.namespace}}
 			admin := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"}
-			for _, ns := range []string{"kube-system", plain, productNS} {
+			for _, ns := range []string{"kube-system", plain, productNS, nodeNS} {
 				rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "escalate-"}, RoleRef: admin, Subjects: self}
 				assertForbidden(t, c.Create(ctx, rb), "%s binds itself to cluster-admin in %s", name, ns)
 				view := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "escalate-"},
@@ -130,8 +154,8 @@ func TestInstallRBACNoSelfEscalation(t *testing.T) {
 				assertForbidden(t, c.Update(ctx, &own), "%s widens its own ClusterRole", name)
 			}
 
-			user := kube.ServiceAccountUser(productNS, name)
-			groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + productNS, "system:authenticated"}
+			user := kube.ServiceAccountUser(acct.namespace, name)
+			groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + acct.namespace, "system:authenticated"}
 			for _, attr := range escalationAttributes(plain) {
 				sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user, Groups: groups, ResourceAttributes: attr}}
 				require.NoError(t, k8s.Create(ctx, sar))
@@ -149,10 +173,10 @@ func subresource(a *authorizationv1.ResourceAttributes) string {
 }
 
 // escalationAttributes are requests that would let an account reach Secrets or rights it does
-// not hold, in the product namespace, kube-system and a plain namespace, and cluster-wide.
+// not hold, in the product's namespaces, kube-system and a plain namespace, and cluster-wide.
 func escalationAttributes(plain string) []*authorizationv1.ResourceAttributes {
 	var out []*authorizationv1.ResourceAttributes
-	for _, ns := range []string{productNS, "kube-system", plain, ""} {
+	for _, ns := range []string{productNS, nodeNS, "kube-system", plain, ""} {
 		for _, res := range []string{"roles", "rolebindings", "clusterroles", "clusterrolebindings"} {
 			for _, verb := range []string{"create", "update", "patch", "delete", "bind", "escalate"} {
 				out = append(out, &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: rbacv1.GroupName, Resource: res})
@@ -190,11 +214,12 @@ func TestInstallRBACRules(t *testing.T) {
 	names := func(subjects []rbacv1.Subject) []string {
 		var out []string
 		for _, s := range subjects {
-			switch {
-			case s.Kind == "ServiceAccount" && s.Namespace == productNS:
-				out = append(out, s.Name)
-			case s.Kind == "Group" && (s.Name == "system:serviceaccounts" || s.Name == "system:serviceaccounts:"+productNS):
-				out = append(out, productAccounts...)
+			for _, a := range productAccounts {
+				switch {
+				case s.Kind == "ServiceAccount" && s.Namespace == a.namespace && s.Name == a.name,
+					s.Kind == "Group" && (s.Name == "system:serviceaccounts" || s.Name == "system:serviceaccounts:"+a.namespace):
+					out = append(out, a.name)
+				}
 			}
 		}
 		return out
@@ -233,8 +258,14 @@ func TestInstallRBACRules(t *testing.T) {
 		}
 	}
 
+	for sa, gs := range grants {
+		for _, g := range gs {
+			assert.NotEqual(t, nodeNS, g.namespace, "%s holds a Role in %s (%v): the node agents need no namespaced rights", sa, nodeNS, g.rule)
+		}
+	}
 	secretVerbs := map[string]map[string][]string{} // account -> namespace ("" cluster-wide) -> verbs
-	for _, sa := range productAccounts {
+	for _, acct := range productAccounts {
+		sa := acct.name
 		secretVerbs[sa] = map[string][]string{}
 		for _, g := range grants[sa] {
 			r := g.rule

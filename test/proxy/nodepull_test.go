@@ -25,7 +25,7 @@ import (
 )
 
 const (
-	forwarderNS = "connectors-system"
+	forwarderNS = "connectors-node"
 	forwarderSA = "connectors-node"
 	nodeName    = "node-1"
 )

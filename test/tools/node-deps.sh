@@ -35,28 +35,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     { apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
 fi
 
-# throwaway_module DIR MODULE VERSION: a module that requires MODULE@VERSION only, so the build
-# uses exactly the dependency versions MODULE's own go.mod selects.
-throwaway_module() {
-  local dir=$1 mod=$2 ver=$3
-  [ -f "$dir/.ready" ] && return
-  rm -rf "$dir"; mkdir -p "$dir"
-  printf 'module nodedeps\ngo 1.24\nrequire %s %s\n' "$mod" "$ver" > "$dir/go.mod"
-  (cd "$dir" && GOFLAGS=-mod=mod go mod download "$mod" >&2)
-  touch "$dir/.ready"
-}
-
-# build OUT DIR TAGS LDFLAGS CGO PKG: go build PKG (in the throwaway module DIR) into OUT.
-build() {
-  local out=$1 dir=$2 tags=$3 ldflags=$4 cgo=$5 pkg=$6 start
-  [ -x "$out" ] && return
-  start=$(date +%s)
-  log "building $(basename "$out") ($pkg; cold: a minute or more)"
-  mkdir -p "$(dirname "$out")"
-  (cd "$dir" && CGO_ENABLED=$cgo GOFLAGS=-mod=mod go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp" "$pkg")
-  mv "$out.tmp" "$out"
-  log "built $(basename "$out") in $(( $(date +%s) - start ))s"
-}
+# throwaway_module and build.
+. "$here/module-build.sh"
 
 # containerd without the btrfs (cgo), devmapper and zfs snapshotters, which the node never uses;
 # the shim static and without gRPC, as containerd's own Makefile builds it.
