@@ -101,8 +101,12 @@ demo: ## Run the product end to end on an embedded API server and test Harbor.
 	@echo "compiling the demo (first run: several minutes without output)..."
 	@go run ./test/demo
 
-deploy: ## Apply config/default to the current kubeconfig (cert-manager and trust-manager first: README "Install on a cluster").
-	kubectl apply --server-side -k config/default
+# make deploy: KUBELET_ROOT when the nodes' kubelet root is not /var/lib/kubelet.
+KUBELET_ROOT ?=
+export KUBELET_ROOT
+
+deploy: ## Apply the install to the current kubeconfig (cert-manager and trust-manager first: README "Install on a cluster"): the overlay make images REGISTRY=... wrote, else config/default.
+	@test/tools/deploy.sh
 
 undeploy:
 	kubectl delete --ignore-not-found -k config/default

@@ -6,7 +6,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -17,6 +20,20 @@ import (
 	"github.com/alauda/harbor-connector/test/node"
 )
 
+// craneModule is the crane test/tools/clients.sh pins, built static for the test image.
+const craneModule = "github.com/google/go-containerregistry/cmd/crane@v0.20.6"
+
+// buildCrane builds a static crane (it goes into an image with no libc).
+func buildCrane(ctx context.Context, work string) (string, error) {
+	bin := filepath.Join(work, "bin")
+	cmd := exec.CommandContext(ctx, "go", "install", craneModule)
+	cmd.Dir, cmd.Env = work, append(os.Environ(), "CGO_ENABLED=0", "GOBIN="+bin, "GOFLAGS=-trimpath")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building a static crane: %v\n%s", err, out)
+	}
+	return filepath.Join(bin, "crane"), nil
+}
+
 // Test images: busybox for a shell, plus crane where a job pushes or pulls. Pushed to the
 // private Harbor project (so workloads pull them through the connector), and the crane image
 // also imported under a local name for pods that are not injected (namespace B's attempts).
@@ -25,12 +42,12 @@ const localCraneImage = "e2e.local/crane:v1"
 func (w *world) appImage() string   { return w.harborHost + "/" + project + "/app:v1" }
 func (w *world) craneImage() string { return w.harborHost + "/" + project + "/crane:v1" }
 
-func (w *world) pushImages(ctx context.Context, bins *binaries) error {
+func (w *world) pushImages(ctx context.Context, craneBin string) error {
 	app, err := node.BuildImage(node.BusyboxFiles(), []string{"/bin/sh"}, nil)
 	if err != nil {
 		return err
 	}
-	craneFiles := append(node.BusyboxFiles(), node.File{HostPath: bins.crane, ImagePath: "/bin/crane", Mode: 0o755})
+	craneFiles := append(node.BusyboxFiles(), node.File{HostPath: craneBin, ImagePath: "/bin/crane", Mode: 0o755})
 	crane, err := node.BuildImage(craneFiles, []string{"/bin/sh"}, nil)
 	if err != nil {
 		return err

@@ -175,7 +175,7 @@ func podSummary(ctx context.Context, c client.Client, ns string) string {
 	}
 	var out []string
 	for _, p := range pods.Items {
-		s := p.Name + " " + string(p.Status.Phase)
+		s := p.Namespace + "/" + p.Name + " " + string(p.Status.Phase)
 		for _, cs := range p.Status.ContainerStatuses {
 			if cs.State.Waiting != nil {
 				s += fmt.Sprintf(" [%s: %s %s]", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message)
@@ -185,3 +185,5 @@ func podSummary(ctx context.Context, c client.Client, ns string) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+func ptr[T any](v T) *T { return &v }

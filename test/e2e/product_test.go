@@ -3,85 +3,55 @@
 package e2e_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/google/go-containerregistry/pkg/registry"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/alauda/harbor-connector/test/clients"
-	"github.com/alauda/harbor-connector/test/images"
 	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/test/node"
-	"github.com/alauda/harbor-connector/test/testca"
 )
 
-// The product image the node listener DaemonSet runs; imported into containerd, never pulled.
-// Under the project's own repository path, like the committed manifests' names.
-const proxyImage = images.Repository + "/proxy:e2e"
+// The product as workloads reach it: through its Service, by its cluster DNS name.
+const (
+	proxyService = "connectors-proxy." + productNS + ".svc"
+	forwardURL   = "http://" + proxyService + ":3128"
+)
 
-// binaries are the product's commands and the static tools that go into test images.
-type binaries struct {
-	manager, proxy, csiDriver, crane string
-}
-
-// buildBinaries builds static binaries (they go into images with an empty base) and a static
-// crane at the version test/tools/clients.sh pins.
-func buildBinaries(ctx context.Context, work string) (*binaries, error) {
-	root, err := clients.RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	bin := filepath.Join(work, "bin")
-	b := &binaries{manager: filepath.Join(bin, "manager"), proxy: filepath.Join(bin, "proxy"), csiDriver: filepath.Join(bin, "csi-driver"), crane: filepath.Join(bin, "crane")}
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin+"/", "./cmd/manager", "./cmd/proxy", "./cmd/csi-driver")
-	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the product: %v\n%s", err, out)
-	}
-	crane := exec.CommandContext(ctx, "go", "install", craneModule)
-	crane.Dir, crane.Env = work, append(os.Environ(), "CGO_ENABLED=0", "GOBIN="+bin, "GOFLAGS=-trimpath")
-	if out, err := crane.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building a static crane: %v\n%s", err, out)
-	}
-	return b, nil
-}
-
-// craneModule is the crane test/tools/clients.sh pins, built static for the test image.
-const craneModule = "github.com/google/go-containerregistry/cmd/crane@v0.20.6"
-
-// product is the running product: the proxy, the manager and the CSI driver as host processes
-// with the flags their manifests use (the node has no images of them and no cert-manager), and
-// the node listener as the DaemonSet from config/proxy/node.yaml.
+// product is the installed product: images built from this checkout with `make images` into
+// the test bed's registry, installed with `make deploy`, exactly as README's "Install on a
+// cluster" says, and then left to cert-manager, the kubelet and the Services.
 type product struct {
-	dir             string
-	procs           []*exec.Cmd
-	logs            []string
-	nodeIP          string
-	proxyCAFile     string
-	interceptCAFile string
+	dir      string
+	registry *http.Server
+	// env runs make and kubectl against the test bed (KUBECONFIG, the test bed's kubectl).
+	env     []string
+	proxyCA []byte // the CA workloads trust for the proxy, from cert-manager's Secret
+	client  client.Client
 }
 
-func startProduct(ctx context.Context, work string, n *node.Node, bins *binaries) (*product, error) {
-	p := &product{dir: filepath.Join(work, "product"), nodeIP: n.IP}
+// install builds and pushes the images, deploys, and waits until cert-manager has issued every
+// Certificate, cainjector has filled the webhook's caBundle, and every Deployment and DaemonSet
+// is Ready. Each step's duration is a phase of its own (README "Install" quotes them).
+func install(ctx context.Context, timer *phases, work string, n *node.Node) (*product, error) {
+	p := &product{dir: filepath.Join(work, "product"), client: n.Client}
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return p, err
 	}
@@ -89,81 +59,173 @@ func startProduct(ctx context.Context, work string, n *node.Node, bins *binaries
 	if err != nil {
 		return p, err
 	}
-	if err := p.certificates(); err != nil {
+	assets, err := kube.AssetsDir()
+	if err != nil {
 		return p, err
 	}
-	reverse := net.JoinHostPort(n.IP, reversePort)
-	if err := p.start("proxy", bins.proxy, "--kubeconfig", kubeconfig,
-		"--https-address", reverse, "--tls-cert-dir", filepath.Join(p.dir, "proxy-tls"),
-		"--forward-address", net.JoinHostPort(n.IP, forwardPort), "--forward-tls-address", net.JoinHostPort(n.IP, forwardTLSPort),
-		"--intercept-ca-dir", filepath.Join(p.dir, "intercept-ca"),
-		"--node-forwarders", nodeNS+"/connectors-node",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0"); err != nil {
+	p.env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+assets+string(os.PathListSeparator)+os.Getenv("PATH"))
+	var repo string
+	if err := timer.run("install: make images into the test bed's registry", func() error {
+		if repo, err = p.startRegistry(); err != nil {
+			return err
+		}
+		return p.make(ctx, "images", "REGISTRY="+repo)
+	}); err != nil {
 		return p, err
 	}
-	wh := n.Env.WebhookInstallOptions
-	if err := p.start("manager", bins.manager, "--kubeconfig", kubeconfig,
-		"--leader-elect", "--leader-election-namespace", "default", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0",
-		"--retry-interval", "5s", "--webhook-port", strconv.Itoa(wh.LocalServingPort), "--webhook-cert-dir", wh.LocalServingCertDir,
-		"--forward-proxy-url", "http://"+net.JoinHostPort(n.IP, forwardPort), "--pull-host", "127.0.0.1:5050",
-		// In a cluster the reverse address is a .svc name, already in NO_PROXY; here it is the
-		// bridge address, so it is added the way an admin adds internal domains.
-		"--no-proxy", n.IP,
-		"--proxy-address", "https://"+reverse, "--proxy-ca-file", p.proxyCAFile); err != nil {
+	if err := timer.run("install: make deploy", func() error {
+		// The test bed's kubelet keeps its state under the node's directory.
+		return p.make(ctx, "deploy", "KUBELET_ROOT="+n.KubeletRoot)
+	}); err != nil {
 		return p, err
 	}
-	if err := p.start("csi-driver", bins.csiDriver, "--kubeconfig", kubeconfig, "--node-id", n.Name,
-		"--endpoint", filepath.Join(n.KubeletRoot, "plugins", "connectors-csi", "csi.sock"),
-		"--kubelet-registration-dir", filepath.Join(n.KubeletRoot, "plugins_registry"),
-		"--forward-proxy", "http://"+net.JoinHostPort(n.IP, forwardPort), "--forward-proxy-tls", "https://"+net.JoinHostPort(n.IP, forwardTLSPort),
-		"--reverse-host", reverse,
-		"--ca-bundle-files", p.proxyCAFile+","+p.interceptCAFile,
-		"--health-probe-bind-address", "127.0.0.1:0"); err != nil {
+	if err := timer.run("install: certificates issued, caBundle injected, all Ready", func() error { return p.waitInstalled(ctx) }); err != nil {
 		return p, err
 	}
-	if err := p.applyManifests(ctx, n, bins); err != nil {
+	var secret corev1.Secret
+	if err := n.Client.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy-tls"}, &secret); err != nil {
 		return p, err
 	}
-	return p, p.waitWebhook(ctx, wh.LocalServingHost, wh.LocalServingPort)
+	p.proxyCA = secret.Data["ca.crt"]
+	return p, nil
 }
 
-// certificates does cert-manager's job: the proxy's serving certificate for the bridge address
-// (where pods and the node listener reach it) and the interception CA.
-func (p *product) certificates() error {
-	proxyCA, err := testca.New("connectors-proxy e2e CA")
+// startRegistry serves an in-memory OCI registry on loopback for the product images; the
+// node's containerd pulls from 127.0.0.1 over plain HTTP like from any registry (TESTING.md).
+func (p *product) startRegistry() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
-	}
-	leaf, err := proxyCA.Issue(p.nodeIP, "127.0.0.1")
-	if err != nil {
-		return err
-	}
-	if p.proxyCAFile, err = writeCertDir(filepath.Join(p.dir, "proxy-tls"), leaf.CertPEM, leaf.KeyPEM, proxyCA.CertPEM); err != nil {
-		return err
-	}
-	intercept, err := testca.New("connectors interception e2e CA")
-	if err != nil {
-		return err
-	}
-	p.interceptCAFile, err = writeCertDir(filepath.Join(p.dir, "intercept-ca"), intercept.CertPEM, intercept.KeyPEM(), intercept.CertPEM)
-	return err
-}
-
-// writeCertDir writes tls.crt, tls.key and ca.crt the way a cert-manager Secret is mounted.
-func writeCertDir(dir string, cert, key, ca []byte) (string, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	for name, data := range map[string][]byte{"tls.crt": cert, "tls.key": key, "ca.crt": ca} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			return "", err
+	p.registry = &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = p.registry.Serve(l) }()
+	return l.Addr().String() + "/harbor-connector", nil
+}
+
+// make runs a make target at the repository root, its output in the product's log directory.
+func (p *product) make(ctx context.Context, target string, vars ...string) error {
+	root, err := clients.RepoRoot()
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(p.dir, "make-"+target+".log")
+	out, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory", target}, vars...)...)
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = root, p.env, out, out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("make %s %s: %w; last lines of %s:\n%s", target, strings.Join(vars, " "), err, logPath, lastLines(logPath, 30))
+	}
+	return nil
+}
+
+// waitInstalled waits for what a platform team checks after an install.
+func (p *product) waitInstalled(ctx context.Context) error {
+	c := p.client
+	err := waitFor(ctx, 3*time.Minute, func() (bool, error) {
+		var certs cmapi.CertificateList
+		if err := c.List(ctx, &certs); err != nil {
+			return false, err
+		}
+		if len(certs.Items) == 0 {
+			return false, nil
+		}
+		for _, cert := range certs.Items {
+			if !certificateReady(&cert) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}, func() string { return "cert-manager did not issue every Certificate: " + p.certificateSummary(ctx) })
+	if err != nil {
+		return err
+	}
+	err = waitFor(ctx, time.Minute, func() (bool, error) {
+		var hooks admissionregistrationv1.MutatingWebhookConfigurationList
+		if err := c.List(ctx, &hooks); err != nil {
+			return false, err
+		}
+		for _, h := range hooks.Items {
+			for _, wh := range h.Webhooks {
+				if len(wh.ClientConfig.CABundle) == 0 {
+					return false, nil
+				}
+			}
+		}
+		return len(hooks.Items) > 0, nil
+	}, func() string { return "cainjector did not fill the webhook's caBundle" })
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, 4*time.Minute, func() (bool, error) { return p.workloadsReady(ctx) }, func() string {
+		return "the product's Deployments and DaemonSets did not become Ready: " + podSummary(ctx, c, "")
+	})
+}
+
+// workloadsReady: every Deployment and DaemonSet on the cluster (the test bed runs only the
+// product's) has all its replicas updated and ready.
+func (p *product) workloadsReady(ctx context.Context) (bool, error) {
+	var deployments appsv1.DeploymentList
+	if err := p.client.List(ctx, &deployments); err != nil {
+		return false, err
+	}
+	var daemonSets appsv1.DaemonSetList
+	if err := p.client.List(ctx, &daemonSets); err != nil {
+		return false, err
+	}
+	if len(deployments.Items) == 0 || len(daemonSets.Items) == 0 {
+		return false, nil
+	}
+	for _, d := range deployments.Items {
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != want || d.Status.ReadyReplicas != want {
+			return false, nil
 		}
 	}
-	return filepath.Join(dir, "ca.crt"), nil
+	for _, ds := range daemonSets.Items {
+		if ds.Status.ObservedGeneration < ds.Generation || ds.Status.DesiredNumberScheduled == 0 ||
+			ds.Status.NumberReady != ds.Status.DesiredNumberScheduled || ds.Status.UpdatedNumberScheduled != ds.Status.DesiredNumberScheduled {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func certificateReady(cert *cmapi.Certificate) bool {
+	for _, cond := range cert.Status.Conditions {
+		if cond.Type == cmapi.CertificateConditionReady {
+			return cond.Status == cmmeta.ConditionTrue
+		}
+	}
+	return false
+}
+
+func (p *product) certificateSummary(ctx context.Context) string {
+	var certs cmapi.CertificateList
+	if err := p.client.List(ctx, &certs); err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for _, cert := range certs.Items {
+		state := "no Ready condition"
+		for _, cond := range cert.Status.Conditions {
+			if cond.Type == cmapi.CertificateConditionReady {
+				state = fmt.Sprintf("Ready=%s %s: %s", cond.Status, cond.Reason, cond.Message)
+			}
+		}
+		lines = append(lines, cert.Namespace+"/"+cert.Name+": "+state)
+	}
+	return "\n" + strings.Join(lines, "\n")
 }
 
 func adminKubeconfig(env *envtest.Environment, dir string) (string, error) {
-	admin, err := env.AddUser(envtest.User{Name: "e2e-product", Groups: []string{"system:masters"}}, nil)
+	admin, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return "", err
 	}
@@ -175,162 +237,53 @@ func adminKubeconfig(env *envtest.Environment, dir string) (string, error) {
 	return path, os.WriteFile(path, kc, 0o600)
 }
 
-func (p *product) start(name, bin string, args ...string) error {
-	logPath := filepath.Join(p.dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", name, err)
-	}
-	p.procs = append(p.procs, cmd)
-	p.logs = append(p.logs, logPath)
-	return nil
-}
-
-// applyManifests applies the parts that run as Kubernetes objects from config/: the CSIDriver
-// and the node listener DaemonSet in the node agents' namespace (with the test's image, and the
-// proxy at the bridge address since the node has no Service routing). connectors-system is the
-// manager's and the proxy's (their --credentials-namespace).
-func (p *product) applyManifests(ctx context.Context, n *node.Node, bins *binaries) error {
-	root, err := clients.RepoRoot()
-	if err != nil {
-		return err
-	}
-	c := n.Client
-	for _, ns := range []string{productNS, nodeNS} {
-		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			return err
-		}
-	}
-	objs, err := decodeManifests(filepath.Join(root, "config/csi/csidriver.yaml"), filepath.Join(root, "config/proxy/node.yaml"))
-	if err != nil {
-		return err
-	}
-	caPEM, err := os.ReadFile(p.proxyCAFile)
-	if err != nil {
-		return err
-	}
-	// What trust-manager copies into connectors-node from the ca.crt of cert-manager's
-	// connectors-proxy-tls Secret (config/trust: Bundle connectors-proxy-ca); the node has
-	// neither, and test/trust runs the real trust-manager on that Bundle.
-	objs = append(objs, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: nodeNS, Name: "connectors-proxy-ca"}, Data: map[string]string{"ca.crt": string(caPEM)}})
-	img, err := node.BuildImage([]node.File{{HostPath: bins.proxy, ImagePath: "/proxy", Mode: 0o755}}, []string{"/proxy"}, nil)
-	if err != nil {
-		return err
-	}
-	tarball := filepath.Join(p.dir, "proxy-image.tar")
-	if err := node.WriteTarball(img, proxyImage, tarball); err != nil {
-		return err
-	}
-	if err := n.ImportImage(ctx, tarball); err != nil {
-		return err
-	}
-	for _, obj := range objs {
-		switch o := obj.(type) {
-		case *storagev1.CSIDriver:
-			// The kubelet's minimum lifetime, so the token-refresh scenario sees a republish.
-			for i := range o.Spec.TokenRequests {
-				o.Spec.TokenRequests[i].ExpirationSeconds = ptr(int64(tokenLifetime))
-			}
-		case *appsv1.DaemonSet:
-			ctr := &o.Spec.Template.Spec.Containers[0]
-			ctr.Image, ctr.ImagePullPolicy = proxyImage, corev1.PullNever
-			for i, a := range ctr.Args {
-				if strings.HasPrefix(a, "--upstream-proxy=") {
-					ctr.Args[i] = "--upstream-proxy=https://" + net.JoinHostPort(n.IP, reversePort)
-				}
-			}
-		}
-		if err := c.Create(ctx, obj); err != nil {
-			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
-		}
-	}
-	return waitFor(ctx, 2*time.Minute, func() (bool, error) {
-		var ds appsv1.DaemonSet
-		if err := c.Get(ctx, client.ObjectKey{Namespace: nodeNS, Name: "connectors-node"}, &ds); err != nil {
-			return false, err
-		}
-		return ds.Status.NumberReady == 1, nil
-	}, func() string {
-		return "the connectors-node DaemonSet pod never became Ready: " + podSummary(ctx, c, nodeNS)
-	})
-}
-
-// decodeManifests reads multi-document YAML files into typed objects.
-func decodeManifests(paths ...string) ([]client.Object, error) {
-	decoder := serializer.NewCodecFactory(kube.Scheme()).UniversalDeserializer()
-	var out []client.Object
-	for _, path := range paths {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		reader := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := reader.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			if len(bytes.TrimSpace(doc)) == 0 {
-				continue
-			}
-			obj, _, err := decoder.Decode(doc, nil, nil)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			out = append(out, obj.(client.Object))
-		}
-	}
-	return out, nil
-}
-
-func (p *product) waitWebhook(ctx context.Context, host string, port int) error {
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	return waitFor(ctx, time.Minute, func() (bool, error) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return false, nil
-		}
-		c.Close()
-		return true, nil
-	}, func() string { return "the manager's webhook never listened on " + addr })
-}
-
+// stop stops the registry; the product's pods go with the node.
 func (p *product) stop() error {
-	var errs []error
-	for _, cmd := range p.procs {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			errs = append(errs, fmt.Errorf("%s did not stop on SIGTERM", cmd.Path))
-			<-done
-		}
+	if p.registry == nil {
+		return nil
 	}
-	return errors.Join(errs...)
+	return p.registry.Close()
 }
 
-func (p *product) dumpLogs() {
-	for _, l := range p.logs {
-		data, _ := os.ReadFile(l)
-		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-		if len(lines) > 40 {
-			lines = lines[len(lines)-40:]
+// dumpLogs prints the make logs and the tail of each product pod's log, for a failure's context.
+func (p *product) dumpLogs(n *node.Node) {
+	files, _ := filepath.Glob(filepath.Join(p.dir, "*.log"))
+	for _, f := range files {
+		fmt.Printf("---- %s (last lines)\n%s\n", f, lastLines(f, 20))
+	}
+	if n == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var pods corev1.PodList
+	if err := p.client.List(ctx, &pods); err != nil {
+		return
+	}
+	tail := int64(40)
+	for _, pod := range pods.Items {
+		if !strings.HasPrefix(pod.Namespace, "connectors-") {
+			continue
 		}
-		fmt.Printf("---- %s (last %d lines)\n%s\n", l, len(lines), strings.Join(lines, "\n"))
+		for _, ctr := range pod.Spec.Containers {
+			logs, err := n.Clientset.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: ctr.Name, TailLines: &tail}).DoRaw(ctx)
+			if err != nil {
+				logs = []byte(err.Error())
+			}
+			fmt.Printf("---- pod %s/%s container %s (last %d lines)\n%s\n", pod.Namespace, pod.Name, ctr.Name, tail, logs)
+		}
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
+// lastLines is the end of a file, for error messages.
+func lastLines(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +39,7 @@ func TestOnARealNode(t *testing.T) {
 
 // reverseRef is an image name on the reverse proxy for namespace A's connector.
 func reverseRef(repo string) string {
-	return net.JoinHostPort(w.node.IP, reversePort) + "/" + policies.ProxyPath(policies.ConnectorRef{Namespace: nsA, Name: connectorName}) + "/" + project + "/" + repo
+	return proxyService + "/" + policies.ProxyPath(policies.ConnectorRef{Namespace: nsA, Name: connectorName}) + "/" + project + "/" + repo
 }
 
 // nodeRef is what the webhook rewrites namespace A's images to.
@@ -83,7 +82,7 @@ crane digest %[1]s`, ref)})
 
 	for _, res := range []jobResult{push, pull} {
 		env := envOf(res.pod.Spec.Containers[0])
-		assert.Equal(t, "http://"+net.JoinHostPort(w.node.IP, forwardPort), env["HTTPS_PROXY"], "the injected proxy URL carries no credential")
+		assert.Equal(t, forwardURL, env["HTTPS_PROXY"], "the injected proxy URL carries no credential")
 		assertNoCredential(t, res)
 	}
 }
@@ -121,7 +120,7 @@ printf '{"auths":{"%[1]s":{"username":"sa","password":"%%s"}}}' "$(cat /var/run/
 if DOCKER_CONFIG=/work/cfg SSL_CERT_FILE=/var/run/proxy-ca/ca.crt crane digest %[2]s 2>reverse.err; then echo REVERSE-ALLOWED; fi
 cat reverse.err
 if HTTPS_PROXY=http://%[3]s crane digest %[4]s 2>forward.err; then echo FORWARD-ALLOWED; fi
-cat forward.err`, net.JoinHostPort(w.node.IP, reversePort), reverseRef("app:v1"), net.JoinHostPort(w.node.IP, forwardPort), w.appImage()),
+cat forward.err`, proxyService, reverseRef("app:v1"), strings.TrimPrefix(forwardURL, "http://"), w.appImage()),
 		mutate: func(j *batchv1.Job) { mountTokenAndCA(j) }})
 	require.True(t, probe.succeeded, "events:\n%s\nlogs:\n%s", probe.events, probe.logs)
 	assert.NotContains(t, probe.logs, "REVERSE-ALLOWED")
@@ -190,7 +189,7 @@ if DOCKER_CONFIG=/work/old crane digest %[4]s 2>old.err; then echo FIRST-TOKEN-S
 grep -o 'UNAUTHORIZED[^"]*' old.err | head -1
 echo still-works-after-refresh > f; tar -cf layer.tar f
 crane append --oci-empty-base -f layer.tar -t %[2]s
-crane export %[2]s - | tar -xO f`, net.JoinHostPort(w.node.IP, reversePort), ref, tokenLifetime+expiryLeeway+30, reverseRef("app:v1"))})
+crane export %[2]s - | tar -xO f`, proxyService, ref, tokenLifetime+expiryLeeway+30, reverseRef("app:v1"))})
 	require.True(t, res.succeeded, "events:\n%s\nlogs:\n%s", res.events, res.logs)
 	assert.Contains(t, res.logs, "token re-rendered after")
 	assert.NotContains(t, res.logs, "FIRST-TOKEN-STILL-ACCEPTED", "the first token expired: the refresh was needed")

@@ -16,7 +16,6 @@ import (
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
-	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/test/node"
 )
 
@@ -25,12 +24,8 @@ const (
 	connectorName = "harbor"
 	project       = "team"
 	productNS     = "connectors-system"
-	// nodeNS is the node agents' namespace (config/proxy/node.yaml, config/csi/daemonset.yaml).
-	nodeNS = "connectors-node"
-	// The ports the proxy listens on at the node's bridge address, where pods reach it (the
-	// node has no kube-proxy, so there is no Service address: TESTING.md "A real node").
-	reversePort, forwardPort, forwardTLSPort = "8443", "3128", "3129"
-	// tokenLifetime is the CSI token lifetime the suite sets: the kubelet's minimum.
+	// tokenLifetime is the CSI token lifetime config/csi/csidriver.yaml sets: the kubelet's
+	// minimum.
 	tokenLifetime = 600
 )
 
@@ -51,9 +46,9 @@ func setUp(ctx context.Context, timer *phases) (*world, error) {
 	if w.work, err = os.MkdirTemp("", "harbor-connector-e2e-"); err != nil {
 		return w, err
 	}
-	var bins *binaries
-	if err := timer.run("build product binaries and test images", func() error {
-		bins, err = buildBinaries(ctx, w.work)
+	var crane string
+	if err := timer.run("build crane for the test images", func() error {
+		crane, err = buildCrane(ctx, w.work)
 		return err
 	}); err != nil {
 		return w, err
@@ -61,29 +56,32 @@ func setUp(ctx context.Context, timer *phases) (*world, error) {
 	if err := timer.run("test Harbor with a private project", func() error { return w.startHarbor() }); err != nil {
 		return w, err
 	}
-	if err := timer.run("node: apiserver, etcd, containerd, kubelet, scheduler", func() error {
+	if err := timer.run("cluster: apiserver, etcd, containerd, kubelet, kube-proxy, CoreDNS, cert-manager", func() error {
 		harborCA := filepath.Join(w.work, "harbor-ca.crt")
 		if err := os.WriteFile(harborCA, w.harbor.CACertPEM(), 0o644); err != nil {
 			return err
 		}
 		w.node, err = node.Start(ctx, node.Options{
-			KubeOptions: []kube.Option{kube.WithWebhooks("config/webhook/manifests.yaml")},
 			// containerd trusts the Harbor's CA, so an un-rewritten pull reaches Harbor and is
 			// refused for lack of credentials, not for TLS (scenario 1's control).
 			RegistryCAs: map[string]string{w.harborHost: harborCA},
+			// Cluster DNS answers the Harbor's name with the node IP, where it also listens, as
+			// a company's DNS names its Harbor for the pods that reach it (the proxy).
+			NodeNames:   []string{testharbor.LoopbackHostName()},
+			CertManager: true,
 			Log:         func(format string, args ...any) { fmt.Printf("   node: "+format+"\n", args...) },
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		return w.harbor.ServeAlso(w.node.IP)
 	}); err != nil {
 		return w, err
 	}
-	if err := timer.run("product: proxy, manager, CSI driver, node listener", func() error {
-		w.product, err = startProduct(ctx, w.work, w.node, bins)
-		return err
-	}); err != nil {
+	if w.product, err = install(ctx, timer, w.work, w.node); err != nil {
 		return w, err
 	}
-	if err := timer.run("images: push app and crane to Harbor", func() error { return w.pushImages(ctx, bins) }); err != nil {
+	if err := timer.run("images: push app and crane to Harbor", func() error { return w.pushImages(ctx, crane) }); err != nil {
 		return w, err
 	}
 	if err := timer.run("tenants: namespaces, Secret, Connector Ready", func() error { return w.tenants(ctx) }); err != nil {
@@ -120,11 +118,7 @@ func (w *world) tenants(ctx context.Context) error {
 		}
 	}
 	// What any pod of B could mount to trust the proxy (scenario 4).
-	proxyCA, err := os.ReadFile(w.product.proxyCAFile)
-	if err != nil {
-		return err
-	}
-	if err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: "proxy-ca"}, Data: map[string]string{"ca.crt": string(proxyCA)}}); err != nil {
+	if err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: "proxy-ca"}, Data: map[string]string{"ca.crt": string(w.product.proxyCA)}}); err != nil {
 		return err
 	}
 	if err := c.Create(ctx, &corev1.Secret{
@@ -186,5 +180,5 @@ func (w *world) dumpLogs() {
 	if w == nil || w.product == nil {
 		return
 	}
-	w.product.dumpLogs()
+	w.product.dumpLogs(w.node)
 }

@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -148,6 +149,22 @@ func Start(opts Options) (*Server, error) {
 	s.http = &http.Server{Handler: nginxFront(s.sessions(s.routes())), ReadHeaderTimeout: 10 * time.Second, ErrorLog: serverLog()}
 	go func() { _ = s.http.Serve(s.listener) }()
 	return s, nil
+}
+
+// ServeAlso serves the same Harbor on another address at the same port (e.g. a bridge address
+// that only exists once a node is up), so clients that resolve the Harbor's name to that address
+// reach it like the first. The certificate and the external URL stay as they are. Close stops it.
+func (s *Server) ServeAlso(ip string) error {
+	_, port, _ := net.SplitHostPort(s.listener.Addr().String())
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, port))
+	if err != nil {
+		return fmt.Errorf("test Harbor on %s: %w", ip, err)
+	}
+	if s.leaf != nil {
+		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{s.leaf.TLS}, MinVersion: tls.VersionTLS12})
+	}
+	go func() { _ = s.http.Serve(l) }()
+	return nil
 }
 
 // URL is the Harbor's base URL, e.g. https://127.0.0.1:43121.

@@ -2,11 +2,8 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
-	"time"
 )
 
 // kube-proxy's health and metrics ports, on the node IP only.
@@ -40,17 +37,5 @@ func (n *Node) startKubeProxy(ctx context.Context, assets string) error {
 		return err
 	}
 	// Healthy once it has synced the Services and programmed its rules.
-	client := &http.Client{Timeout: 2 * time.Second}
-	err = n.poll(ctx, time.Minute, func(ctx context.Context) (bool, error) {
-		resp, err := client.Get("http://" + healthz + "/healthz")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for kube-proxy to be healthy: %w; last lines of its log:\n%s", err, tail(n.procs["kube-proxy"].log, 30))
-	}
-	return nil
+	return n.waitHealthy(ctx, "kube-proxy", "http://"+healthz+"/healthz")
 }

@@ -52,6 +52,14 @@ type Options struct {
 	// that registry (a certs.d hosts.toml), so the kubelet pulls from it over TLS.
 	RegistryCAs map[string]string
 
+	// NodeNames are host names cluster DNS answers with the node IP: services the host runs
+	// for the cluster (the e2e suite's Harbor), as a company's DNS names them.
+	NodeNames []string
+
+	// CertManager runs cert-manager's controllers and cainjector (test/certmanager), and
+	// TrustManager runs trust-manager, each with its CRDs, as a cluster that has them installed.
+	CertManager, TrustManager bool
+
 	// Log receives progress and phase durations; default log.Printf.
 	Log func(format string, args ...any)
 }
@@ -177,6 +185,7 @@ func (n *Node) start(ctx context.Context) error {
 		{"kubelet", func(ctx context.Context) error { return n.startKubelet(ctx, assets) }},
 		{"node ready", n.waitReady},
 		{"kube-proxy", func(ctx context.Context) error { return n.startKubeProxy(ctx, assets) }},
+		{"trust-manager", n.ifEnabled(n.opts.TrustManager, n.startTrustManager)},
 	}
 	for _, s := range steps {
 		began := time.Now()
@@ -187,6 +196,14 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.logf("node: %-33s %6.1fs (dir %s)", "started", time.Since(total).Seconds(), n.Dir)
 	return nil
+}
+
+// ifEnabled is step when on, else a step that does nothing.
+func (n *Node) ifEnabled(on bool, step func(context.Context) error) func(context.Context) error {
+	if !on {
+		return func(context.Context) error { return nil }
+	}
+	return step
 }
 
 // preflight checks what the node needs before it changes anything on the host, and returns the
@@ -273,6 +290,13 @@ func (n *Node) setUpNetwork(ctx context.Context) error {
 }
 
 func (n *Node) startAPIServer(ctx context.Context) error {
+	var addOnCRDs []kube.Option
+	if n.opts.CertManager {
+		addOnCRDs = append(addOnCRDs, kube.WithCertManagerCRDs())
+	}
+	if n.opts.TrustManager {
+		addOnCRDs = append(addOnCRDs, kube.WithTrustManagerCRDs())
+	}
 	opts := append([]kube.Option{kube.WithAPIServerArgs(map[string][]string{
 		// Pods need their default ServiceAccount and token volumes.
 		"disable-admission-plugins": nil,
@@ -288,7 +312,7 @@ func (n *Node) startAPIServer(ctx context.Context) error {
 		"kubelet-preferred-address-types": {"InternalIP"},
 		// envtest's default, spelled out: it must not overlap the pod range on the bridge.
 		"service-cluster-ip-range": {ServiceCIDR},
-	})}, n.opts.KubeOptions...)
+	})}, append(addOnCRDs, n.opts.KubeOptions...)...)
 	// The API server's output goes to the node's logs with the other components' (envtest
 	// discards it by default).
 	apiLog, err := os.Create(filepath.Join(n.logDir, "kube-apiserver.log"))
