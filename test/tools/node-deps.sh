@@ -5,9 +5,11 @@
 #    in versions.env into the project cache, keyed by version;
 #  - from Debian: iptables, a static busybox (test images), and libseccomp-dev and pkg-config to
 #    build runc;
+#  - CoreDNS (cluster DNS) at COREDNS_VERSION, built from the module in test/tools/coredns;
 #  - kubelet, kube-controller-manager and kube-scheduler at K8S_VERSION (k8s-assets.sh).
 # A second run is a no-op. Prints the runtime directory on its last line: bin/ (containerd, ctr,
-# the shim, runc) and cni/ (the plugins), which test/node puts first in its components' PATH.
+# the shim, runc, coredns) and cni/ (the plugins), which test/node puts first in its components'
+# PATH.
 # The system's own containerd or runc, if any, is never used.
 set -euo pipefail
 here=$(dirname "$0")
@@ -15,6 +17,7 @@ v() { sed -n "s/^$1=//p" "$here/versions.env"; }
 : "${CONTAINERD_VERSION:=$(v CONTAINERD_VERSION)}"
 : "${RUNC_VERSION:=$(v RUNC_VERSION)}"
 : "${CNI_PLUGINS_VERSION:=$(v CNI_PLUGINS_VERSION)}"
+: "${COREDNS_VERSION:=$(v COREDNS_VERSION)}"
 CACHE=${HARBOR_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/harbor-connector}
 log() { printf '[node-deps] %s\n' "$*" >&2; }
 
@@ -46,14 +49,15 @@ throwaway_module() {
   touch "$dir/.ready"
 }
 
-# build OUT DIR TAGS LDFLAGS CGO PKG: go build PKG (in the throwaway module DIR) into OUT.
+# build OUT DIR TAGS LDFLAGS CGO PKG [GOFLAGS]: go build PKG (in the module DIR) into OUT.
+# GOFLAGS is -mod=mod for a throwaway module (the default), -mod=readonly for one in the repository.
 build() {
-  local out=$1 dir=$2 tags=$3 ldflags=$4 cgo=$5 pkg=$6 start
+  local out=$1 dir=$2 tags=$3 ldflags=$4 cgo=$5 pkg=$6 goflags=${7:--mod=mod} start
   [ -x "$out" ] && return
   start=$(date +%s)
   log "building $(basename "$out") ($pkg; cold: a minute or more)"
   mkdir -p "$(dirname "$out")"
-  (cd "$dir" && CGO_ENABLED=$cgo GOFLAGS=-mod=mod go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  (cd "$dir" && CGO_ENABLED=$cgo GOFLAGS=$goflags go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
   log "built $(basename "$out") in $(( $(date +%s) - start ))s"
 }
@@ -87,8 +91,20 @@ for p in main/bridge main/loopback ipam/host-local; do
   build "$cni_out/$(basename "$p")" "$cni_dir" "" "-s -w -X $cni/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" 0 "$cni/plugins/$p"
 done
 
-# One directory per combination, of links into the three caches.
-rt="$CACHE/node-runtime/containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION"
+# CoreDNS: a main with only the plugins the node's Corefile uses (test/node/coredns.go), in a
+# module of its own so it builds with CoreDNS's dependency versions (its go.sum is checked in).
+# Keyed by version and by that module's content, so a change to its plugin list rebuilds it.
+coredns_mod="$here/coredns"
+if ! grep -Eq "^[[:space:]]*(require[[:space:]]+)?github.com/coredns/coredns $COREDNS_VERSION([[:space:]]|\$)" "$coredns_mod/go.mod"; then
+  log "$coredns_mod/go.mod does not require github.com/coredns/coredns $COREDNS_VERSION: run (cd $coredns_mod && go get github.com/coredns/coredns@$COREDNS_VERSION && go mod tidy)"
+  exit 1
+fi
+coredns_key=$(cat "$coredns_mod/go.mod" "$coredns_mod/go.sum" "$coredns_mod/main.go" | sha256sum | cut -c1-12)
+coredns_out="$CACHE/coredns/$COREDNS_VERSION-$coredns_key"
+build "$coredns_out/coredns" "$coredns_mod" "" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=module-proxy" 0 github.com/alauda/harbor-connector/test/tools/coredns "-mod=readonly -buildvcs=false"
+
+# One directory per combination, of links into the caches.
+rt="$CACHE/node-runtime/containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION-coredns-$COREDNS_VERSION"
 if [ ! -f "$rt/.ready" ]; then
   rm -rf "$rt"; mkdir -p "$rt/bin" "$rt/cni"
   for b in containerd ctr containerd-shim-runc-v2; do ln -s "$ctrd_out/$b" "$rt/bin/$b"; done
@@ -96,6 +112,8 @@ if [ ! -f "$rt/.ready" ]; then
   for b in bridge loopback host-local; do ln -s "$cni_out/$b" "$rt/cni/$b"; done
   touch "$rt/.ready"
 fi
+# Outside the check above: a rebuilt CoreDNS (another plugin list) replaces the link.
+[ "$(readlink "$rt/bin/coredns")" = "$coredns_out/coredns" ] || ln -sfn "$coredns_out/coredns" "$rt/bin/coredns"
 
 "$here/k8s-assets.sh" kubelet kube-controller-manager kube-scheduler >/dev/null
 echo "$rt"
