@@ -60,6 +60,7 @@ func (n *Node) stop() error {
 		return errors.Join(err, killShims(n.containerd.Socket))
 	})
 	step("kube-controller-manager", func() error { return n.stopProcess("kube-controller-manager") })
+	step("coredns", func() error { return n.stopProcess("coredns") })
 	step("kube-apiserver", func() error {
 		var err error
 		if n.Env != nil {
