@@ -11,9 +11,9 @@ import (
 )
 
 // Version is a test bed version by its name in test/tools/versions.env (K8S_VERSION,
-// CONTAINERD_VERSION, RUNC_VERSION, CNI_PLUGINS_VERSION, TRUST_MANAGER_VERSION): the environment
-// variable of that name when set (make test-matrix sets K8S_VERSION), otherwise the file's
-// default. The scripts and the Makefile read the same file, so the version has one default.
+// CONTAINERD_VERSION, RUNC_VERSION, CNI_PLUGINS_VERSION, COREDNS_VERSION,
+// TRUST_MANAGER_VERSION): the environment variable of that name when set (make test-matrix sets
+// K8S_VERSION), otherwise the file's default. The scripts and the Makefile read the same file, so the version has one default.
 func Version(name string) (string, error) {
 	if v := os.Getenv(name); v != "" {
 		return v, nil
@@ -56,8 +56,8 @@ func CacheDir() (string, error) {
 }
 
 // NodeRuntimeDir is where test/tools/node-deps.sh puts the real node's runtime: bin/ (containerd,
-// ctr, containerd-shim-runc-v2, runc) and cni/ (the CNI plugins), keyed by their versions.
-// HARBOR_CONNECTOR_NODE_RUNTIME overrides it.
+// ctr, containerd-shim-runc-v2, runc, coredns) and cni/ (the CNI plugins), keyed by their
+// versions. HARBOR_CONNECTOR_NODE_RUNTIME overrides it.
 func NodeRuntimeDir() (string, error) {
 	if dir := os.Getenv("HARBOR_CONNECTOR_NODE_RUNTIME"); dir != "" {
 		return dir, nil
@@ -67,7 +67,7 @@ func NodeRuntimeDir() (string, error) {
 		return "", err
 	}
 	key := ""
-	for _, c := range []struct{ name, env string }{{"containerd", "CONTAINERD_VERSION"}, {"runc", "RUNC_VERSION"}, {"cni", "CNI_PLUGINS_VERSION"}} {
+	for _, c := range []struct{ name, env string }{{"containerd", "CONTAINERD_VERSION"}, {"runc", "RUNC_VERSION"}, {"cni", "CNI_PLUGINS_VERSION"}, {"coredns", "COREDNS_VERSION"}} {
 		v, err := Version(c.env)
 		if err != nil {
 			return "", err

@@ -94,6 +94,9 @@ func kubeletConfig(n *Node, cgroupRoot string, port int32) *kubeletv1beta1.Kubel
 		MakeIPTablesUtilChains: ptr.To(false),
 		FailSwapOn:             ptr.To(false),
 		ResolverConfig:         ptr.To("/etc/resolv.conf"),
+		// Cluster DNS: CoreDNS on the node, behind the kube-dns Service (coredns.go).
+		ClusterDNS:    []string{ClusterDNSIP},
+		ClusterDomain: ClusterDomain,
 		PodLogsDir:             filepath.Join(n.Dir, "pod-logs"),
 
 		// A shared CI disk may be nearly full: never evict test pods or garbage-collect the

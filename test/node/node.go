@@ -179,6 +179,7 @@ func (n *Node) start(ctx context.Context) error {
 		{"preflight", func(ctx context.Context) (err error) { assets, err = n.preflight(ctx); return err }},
 		{"bridge", n.setUpNetwork},
 		{"kube-apiserver", n.startAPIServer},
+		{"coredns", n.startCoreDNS},
 		{"containerd", n.startContainerd},
 		{"pause image", n.importPause},
 		{"controller-manager and scheduler", func(ctx context.Context) error { return n.startControlPlane(ctx, assets) }},
@@ -222,7 +223,7 @@ func (n *Node) preflight(ctx context.Context) (string, error) {
 			missing = append(missing, fmt.Errorf("no %s in %s: run test/tools/k8s-assets.sh kubelet kube-controller-manager kube-scheduler", bin, assets))
 		}
 	}
-	for _, bin := range []string{"bin/containerd", "bin/ctr", "bin/containerd-shim-runc-v2", "bin/runc", "cni/bridge", "cni/host-local", "cni/loopback"} {
+	for _, bin := range []string{"bin/containerd", "bin/ctr", "bin/containerd-shim-runc-v2", "bin/runc", "bin/coredns", "cni/bridge", "cni/host-local", "cni/loopback"} {
 		if _, err := os.Stat(filepath.Join(n.containerd.Runtime, bin)); err != nil {
 			missing = append(missing, fmt.Errorf("no %s in %s: run test/tools/node-deps.sh", bin, n.containerd.Runtime))
 		}

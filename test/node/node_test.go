@@ -133,7 +133,7 @@ func TestNode(t *testing.T) {
 
 	// A pod reaches the API server as in-cluster clients do: the kubernetes Service's address
 	// (routed by kube-proxy to the advertised node IP), verified with kube-root-ca.crt.
-	apicheck := apiCheckJob(ctx, t, n, node.APIServiceIP+":443")
+	apicheck := apiCheckJob(ctx, t, n, node.APIServiceIP+":443", "kubernetes.default.svc:443")
 	require.NoError(t, n.Client.Create(ctx, apicheck))
 
 	pod := waitForJob(ctx, t, n, job)
@@ -144,7 +144,7 @@ func TestNode(t *testing.T) {
 	pod = waitForJob(ctx, t, n, apicheck)
 	logs, err = n.Clientset.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, node.APIServiceIP+":443 "+k8sVersion, strings.TrimSpace(string(logs)), "the API server as a pod reaches it")
+	assert.Equal(t, node.APIServiceIP+":443 "+k8sVersion+"\nkubernetes.default.svc:443 "+k8sVersion, strings.TrimSpace(string(logs)), "the API server as a pod reaches it, by address and by cluster DNS name")
 
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		logs, err := n.Clientset.CoreV1().Pods("default").GetLogs("sleeper", &corev1.PodLogOptions{}).DoRaw(ctx)

@@ -13,14 +13,15 @@ throwaway_module() {
   touch "$dir/.ready"
 }
 
-# build OUT DIR TAGS LDFLAGS CGO PKG: go build PKG (in the throwaway module DIR) into OUT.
+# build OUT DIR TAGS LDFLAGS CGO PKG [GOFLAGS]: go build PKG (in the module DIR) into OUT.
+# GOFLAGS is -mod=mod for a throwaway module (the default), -mod=readonly for one in the repository.
 build() {
-  local out=$1 dir=$2 tags=$3 ldflags=$4 cgo=$5 pkg=$6 start
+  local out=$1 dir=$2 tags=$3 ldflags=$4 cgo=$5 pkg=$6 goflags=${7:--mod=mod} start
   [ -x "$out" ] && return
   start=$(date +%s)
   log "building $(basename "$out") ($pkg; cold: a minute or more)"
   mkdir -p "$(dirname "$out")"
-  (cd "$dir" && CGO_ENABLED=$cgo GOFLAGS=-mod=mod go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  (cd "$dir" && CGO_ENABLED=$cgo GOFLAGS=$goflags go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
   log "built $(basename "$out") in $(( $(date +%s) - start ))s"
 }

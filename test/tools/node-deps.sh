@@ -5,9 +5,11 @@
 #    in versions.env into the project cache, keyed by version;
 #  - from Debian: iptables, a static busybox (test images), and libseccomp-dev and pkg-config to
 #    build runc;
+#  - CoreDNS (cluster DNS) at COREDNS_VERSION, built from the module in test/tools/coredns;
 #  - kubelet, kube-controller-manager and kube-scheduler at K8S_VERSION (k8s-assets.sh).
 # A second run is a no-op. Prints the runtime directory on its last line: bin/ (containerd, ctr,
-# the shim, runc) and cni/ (the plugins), which test/node puts first in its components' PATH.
+# the shim, runc, coredns) and cni/ (the plugins), which test/node puts first in its components'
+# PATH.
 # The system's own containerd or runc, if any, is never used.
 set -euo pipefail
 here=$(dirname "$0")
@@ -15,6 +17,7 @@ v() { sed -n "s/^$1=//p" "$here/versions.env"; }
 : "${CONTAINERD_VERSION:=$(v CONTAINERD_VERSION)}"
 : "${RUNC_VERSION:=$(v RUNC_VERSION)}"
 : "${CNI_PLUGINS_VERSION:=$(v CNI_PLUGINS_VERSION)}"
+: "${COREDNS_VERSION:=$(v COREDNS_VERSION)}"
 CACHE=${HARBOR_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/harbor-connector}
 log() { printf '[node-deps] %s\n' "$*" >&2; }
 
@@ -67,8 +70,20 @@ for p in main/bridge main/loopback ipam/host-local; do
   build "$cni_out/$(basename "$p")" "$cni_dir" "" "-s -w -X $cni/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" 0 "$cni/plugins/$p"
 done
 
-# One directory per combination, of links into the three caches.
-rt="$CACHE/node-runtime/containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION"
+# CoreDNS: a main with only the plugins the node's Corefile uses (test/node/coredns.go), in a
+# module of its own so it builds with CoreDNS's dependency versions (its go.sum is checked in).
+# Keyed by version and by that module's content, so a change to its plugin list rebuilds it.
+coredns_mod="$here/coredns"
+if ! grep -Eq "^[[:space:]]*(require[[:space:]]+)?github.com/coredns/coredns $COREDNS_VERSION([[:space:]]|\$)" "$coredns_mod/go.mod"; then
+  log "$coredns_mod/go.mod does not require github.com/coredns/coredns $COREDNS_VERSION: run (cd $coredns_mod && go get github.com/coredns/coredns@$COREDNS_VERSION && go mod tidy)"
+  exit 1
+fi
+coredns_key=$(cat "$coredns_mod/go.mod" "$coredns_mod/go.sum" "$coredns_mod/main.go" | sha256sum | cut -c1-12)
+coredns_out="$CACHE/coredns/$COREDNS_VERSION-$coredns_key"
+build "$coredns_out/coredns" "$coredns_mod" "" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=module-proxy" 0 github.com/alauda/harbor-connector/test/tools/coredns "-mod=readonly -buildvcs=false"
+
+# One directory per combination, of links into the caches.
+rt="$CACHE/node-runtime/containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION-coredns-$COREDNS_VERSION"
 if [ ! -f "$rt/.ready" ]; then
   rm -rf "$rt"; mkdir -p "$rt/bin" "$rt/cni"
   for b in containerd ctr containerd-shim-runc-v2; do ln -s "$ctrd_out/$b" "$rt/bin/$b"; done
@@ -76,6 +91,8 @@ if [ ! -f "$rt/.ready" ]; then
   for b in bridge loopback host-local; do ln -s "$cni_out/$b" "$rt/cni/$b"; done
   touch "$rt/.ready"
 fi
+# Outside the check above: a rebuilt CoreDNS (another plugin list) replaces the link.
+[ "$(readlink "$rt/bin/coredns")" = "$coredns_out/coredns" ] || ln -sfn "$coredns_out/coredns" "$rt/bin/coredns"
 
 "$here/k8s-assets.sh" kubelet kube-controller-manager kube-scheduler kube-proxy >/dev/null
 echo "$rt"
