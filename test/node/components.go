@@ -97,7 +97,7 @@ func kubeletConfig(n *Node, cgroupRoot string, port int32) *kubeletv1beta1.Kubel
 		// Cluster DNS: CoreDNS on the node, behind the kube-dns Service (coredns.go).
 		ClusterDNS:    []string{ClusterDNSIP},
 		ClusterDomain: ClusterDomain,
-		PodLogsDir:             filepath.Join(n.Dir, "pod-logs"),
+		PodLogsDir:    filepath.Join(n.Dir, "pod-logs"),
 
 		// A shared CI disk may be nearly full: never evict test pods or garbage-collect the
 		// images the suite imported (they cannot be pulled back).
