@@ -82,8 +82,9 @@ matrix-one:
 	@$(PHASE) "$(PHASE_PREFIX)go test" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -count=1 -timeout 30m ./...
 	@$(MAKE) --no-print-directory e2e
 
-e2e: ## The real-node suite (as root): kubelet + containerd 2.x on this machine, the node-side scenarios.
-	@$(PHASE) "$(PHASE_PREFIX)node dependencies (containerd, runc, CNI; kubelet, scheduler, controller-manager)" test/tools/node-deps.sh
+e2e: ## The cluster suite (as root): a real node with kube-proxy, CoreDNS, cert-manager and trust-manager; the product installed with make images + make deploy; every scenario against its pods.
+	@$(PHASE) "$(PHASE_PREFIX)node dependencies (containerd, runc, CNI, CoreDNS; kubelet, kube-proxy, scheduler, controller-manager)" test/tools/node-deps.sh
+	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
 	@$(PHASE) "$(PHASE_PREFIX)e2e on a real node" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
 
 node-deps: ## Build containerd 2.x, runc (seccomp) and the CNI plugins into the cache, install busybox-static, build kubelet & co.

@@ -68,7 +68,7 @@ func setUp(ctx context.Context, timer *phases) (*world, error) {
 			// Cluster DNS answers the Harbor's name with the node IP, where it also listens, as
 			// a company's DNS names its Harbor for the pods that reach it (the proxy).
 			NodeNames:   []string{testharbor.LoopbackHostName()},
-			CertManager: true,
+			CertManager: true, TrustManager: true,
 			Log:         func(format string, args ...any) { fmt.Printf("   node: "+format+"\n", args...) },
 		})
 		if err != nil {

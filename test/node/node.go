@@ -186,6 +186,7 @@ func (n *Node) start(ctx context.Context) error {
 		{"kubelet", func(ctx context.Context) error { return n.startKubelet(ctx, assets) }},
 		{"node ready", n.waitReady},
 		{"kube-proxy", func(ctx context.Context) error { return n.startKubeProxy(ctx, assets) }},
+		{"cert-manager", n.ifEnabled(n.opts.CertManager, n.startCertManager)},
 		{"trust-manager", n.ifEnabled(n.opts.TrustManager, n.startTrustManager)},
 	}
 	for _, s := range steps {
