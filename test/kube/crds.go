@@ -2,12 +2,14 @@ package kube
 
 import (
 	"encoding/json"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 )
@@ -119,4 +121,23 @@ func assetsDirOrTemp() string {
 		return dir
 	}
 	return filepath.Join(os.TempDir(), "harbor-connector", "k8s")
+}
+
+// CertManagerKubeconfig applies test/certmanager/rbac.yaml with c (a cluster admin) and writes
+// a kubeconfig for the user it authorises, cert-manager, into dir: what test/tools/cert-manager
+// runs with, holding those rights and nothing more. It returns the file's path.
+func CertManagerKubeconfig(ctx context.Context, env *envtest.Environment, c client.Client, dir string) (string, error) {
+	if err := ApplyFiles(ctx, c, "test/certmanager/rbac.yaml"); err != nil {
+		return "", err
+	}
+	user, err := env.AddUser(envtest.User{Name: "cert-manager"}, nil)
+	if err != nil {
+		return "", err
+	}
+	b, err := user.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "cert-manager.kubeconfig")
+	return path, os.WriteFile(path, b, 0o600)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -772,27 +770,9 @@ func containerImages(spec corev1.PodSpec) []string {
 // render runs `kubectl kustomize` on a directory and returns its objects in output order.
 func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	stdout, stderr, err := kube.Kubectl(env, "kustomize", dir)
-	errOut := ""
-	if stderr != nil {
-		errOut, _ = readAll(stderr)
-	}
-	require.NoError(t, err, "kubectl kustomize %s: %s", dir, errOut)
-	dec := yaml.NewYAMLOrJSONDecoder(stdout, 4096)
-	var out []*unstructured.Unstructured
-	for {
-		var obj map[string]any
-		if err := dec.Decode(&obj); err == io.EOF {
-			break
-		} else {
-			require.NoError(t, err, dir)
-		}
-		if obj != nil {
-			out = append(out, &unstructured.Unstructured{Object: obj})
-		}
-	}
-	require.NotEmpty(t, out, "kubectl kustomize %s rendered nothing", dir)
-	return out
+	objs, err := kube.Kustomize(env, dir)
+	require.NoError(t, err)
+	return objs
 }
 
 func findRendered(objs []*unstructured.Unstructured, kind, namespace, name string) *unstructured.Unstructured {
