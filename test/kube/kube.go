@@ -12,18 +12,20 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/test/clients"
 )
 
-// Scheme knows the built-in types and the Connector API.
+// Scheme knows the built-in types, the Connector API and cert-manager's (the install creates
+// its Issuers and Certificates).
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(err)
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, cmapi.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err)
+		}
 	}
 	return s
 }
