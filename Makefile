@@ -16,7 +16,7 @@ MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
 
-.PHONY: all build images generate test test-matrix matrix-one e2e envtest-assets node-deps clients trust-manager bench fuzz demo deploy undeploy fmt vet
+.PHONY: all build images generate test test-matrix matrix-one e2e envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy fmt vet
 
 all: build
 
@@ -90,9 +90,17 @@ e2e: ## The cluster suite (as root): a real node with kube-proxy, CoreDNS, cert-
 node-deps: ## Build containerd 2.x, runc (seccomp) and the CNI plugins into the cache, install busybox-static, build kubelet & co.
 	@test/tools/node-deps.sh >/dev/null
 
-bench: ## Benchmarks: each prints its figures side by side with its baseline, measured in one run.
+bench: ## Benchmarks: each prints its figures side by side with its baseline, measured in one run; then bench-cluster (root).
 	@CLIENTS_DEBIAN="nginx:nginx-light mitmdump:mitmproxy" test/tools/clients.sh >/dev/null
 	@env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+	@$(MAKE) --no-print-directory bench-cluster
+
+bench-cluster: ## Pod start on the cluster test bed (root): the node path against a direct pull with a pull secret, median of 3; and make deploy to all Ready.
+	@$(PHASE) --reset
+	@$(PHASE) "node dependencies" test/tools/node-deps.sh
+	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
+	@$(PHASE) "pod start on the cluster" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e -run '^$$' -bench PodStart -benchtime 1x -timeout 30m ./test/e2e/
+	@test/tools/phase.sh --summary
 
 fuzz: ## Fuzz the webhook's mutation and the proxy's path canonicaliser for a minute each (their seed corpora also run in make test).
 	go test ./webhook -run '^$$' -fuzz FuzzPodMutation -fuzztime 60s

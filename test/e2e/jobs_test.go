@@ -160,11 +160,16 @@ func keyOf(obj client.Object) client.ObjectKey { return client.ObjectKeyFromObje
 // waitFor polls cond every 500ms until it holds, fails, or timeout passes; why explains a
 // timeout.
 func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error), why func() string) error {
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(context.Context) (bool, error) { return cond() })
+	err := waitForEvery(ctx, 500*time.Millisecond, timeout, cond)
 	if err != nil && why != nil {
 		return fmt.Errorf("%s: %w", why(), err)
 	}
 	return err
+}
+
+// waitForEvery polls cond every interval until it holds, fails, or timeout passes.
+func waitForEvery(ctx context.Context, interval, timeout time.Duration, cond func() (bool, error)) error {
+	return wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(context.Context) (bool, error) { return cond() })
 }
 
 // podSummary lists a namespace's pods with their phase and waiting reasons, for timeouts.

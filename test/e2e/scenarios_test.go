@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -44,8 +46,16 @@ func reverseRef(repo string) string {
 
 // nodeRef is what the webhook rewrites namespace A's images to.
 func nodeRef(repo string) string {
-	return "127.0.0.1:5050/" + policies.ProxyPath(policies.ConnectorRef{Namespace: nsA, Name: connectorName}) + "/" + project + "/" + repo
+	return pullHost + "/" + nodeRepository(repo)
 }
+
+// nodeRepository is the repository part of nodeRef, as the registry API's paths name it.
+func nodeRepository(repo string) string {
+	return policies.ProxyPath(policies.ConnectorRef{Namespace: nsA, Name: connectorName}) + "/" + project + "/" + repo
+}
+
+// pullHost is the node listener's address, which the webhook writes into rewritten images.
+const pullHost = "127.0.0.1:5050"
 
 // 1. The webhook rewrote the private image and the kubelet pulled it through the node listener;
 // without the annotation the same image is refused by Harbor, so the credential came from the
@@ -129,12 +139,23 @@ cat forward.err`, proxyService, reverseRef("app:v1"), strings.TrimPrefix(forward
 	assert.NotContains(t, probe.logs, "FORWARD-ALLOWED")
 	assert.Contains(t, probe.logs, "Proxy Authentication Required")
 
-	// The node listener relays for B's pod too, but the proxy finds no pod justifying the pull.
-	// (With IfNotPresent the kubelet would start it from the image scenario 1 left in the node's
-	// cache without asking anyone: README "Limits and lifecycle".)
-	nodePull := runJob(t, jobSpec{namespace: nsB, name: "node-path", image: nodeRef("app:v1"), pullPolicy: corev1.PullAlways, script: "echo should-not-run"})
-	require.False(t, nodePull.succeeded)
-	assert.Contains(t, nodePull.events, "403 Forbidden", "the central proxy refused the node listener's relay")
+	// B's pod naming A's rewritten image is refused at admission by the install's pull-host
+	// policy (config/webhook/pull-host-policy.yaml): only pods the webhook mutated may.
+	borrowed := jobSpec{namespace: nsB, name: "node-path", image: nodeRef("app:v1"), pullPolicy: corev1.PullAlways, script: "true"}.build()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: "node-path"}, Spec: borrowed.Spec.Template.Spec}
+	err = w.node.Client.Create(ctx, pod)
+	require.Error(t, err, "admission must refuse B's pod naming A's rewritten image")
+	assert.Contains(t, err.Error(), "points at the harbor-connector pull host, but the pod was not mutated by the connectors webhook")
+
+	// What reaches the kubelet without admission (README "Limits and lifecycle") still meets
+	// the central proxy: the node listener relays a pull that no pod on the node names, and the
+	// proxy refuses it. The suite runs on the node, where the listener is.
+	resp, err := http.Get("http://" + pullHost + "/v2/" + nodeRepository("unclaimed") + "/manifests/v1")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "the central proxy refused the node listener's relay: %s", body)
+	assert.Contains(t, string(body), "DENIED")
 
 	// B's pod writing the CSI volume for A's connector by hand: the driver refuses the mount and
 	// the pod's events say why.
@@ -153,7 +174,7 @@ cat forward.err`, proxyService, reverseRef("app:v1"), strings.TrimPrefix(forward
 		pod, ok := jobPod(ctx, t, mount)
 		return ok && strings.Contains(podEvents(ctx, t, pod), "FailedMount"), nil
 	}, func() string { return "no FailedMount event for B's hand-written CSI volume" }))
-	pod, _ := jobPod(ctx, t, mount)
+	pod, _ = jobPod(ctx, t, mount)
 	events := podEvents(ctx, t, pod)
 	assert.Contains(t, events, "connector team-a/harbor is not visible from namespace team-b")
 	assert.NotEqual(t, corev1.PodRunning, pod.Status.Phase)

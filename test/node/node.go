@@ -538,6 +538,44 @@ func (n *Node) ImportImage(ctx context.Context, tarPath string) error {
 	return nil
 }
 
+// RemoveImages removes from the node's image store every image whose name contains one of the
+// given strings, with the CRI's record of it by image ID, its content and its unpacked
+// snapshots (synchronous garbage collection), so the next pod pulls it again in full.
+func (n *Node) RemoveImages(ctx context.Context, contains ...string) error {
+	out, err := n.ctr(ctx, "images", "list")
+	if err != nil {
+		return err
+	}
+	// Columns: REF TYPE DIGEST SIZE PLATFORMS LABELS. The CRI names each image once more by its
+	// ID (sha256:<config>), with the same manifest digest.
+	type image struct{ ref, digest string }
+	var images []image
+	digests := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		images = append(images, image{f[0], f[2]})
+		for _, c := range contains {
+			if strings.Contains(f[0], c) {
+				digests[f[2]] = true
+			}
+		}
+	}
+	var refs []string
+	for _, img := range images {
+		if digests[img.digest] {
+			refs = append(refs, img.ref)
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	_, err = n.ctr(ctx, append([]string{"images", "remove", "--sync"}, refs...)...)
+	return err
+}
+
 // poll polls cond until it holds, failing as soon as one of the node's components has exited.
 func (n *Node) poll(ctx context.Context, timeout time.Duration, cond wait.ConditionWithContextFunc) error {
 	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
