@@ -67,9 +67,10 @@ func setUp(ctx context.Context, timer *phases) (*world, error) {
 			RegistryCAs: map[string]string{w.harborHost: harborCA},
 			// Cluster DNS answers the Harbor's name with the node IP, where it also listens, as
 			// a company's DNS names its Harbor for the pods that reach it (the proxy).
-			NodeNames:   []string{testharbor.LoopbackHostName()},
-			CertManager: true, TrustManager: true,
-			Log:         func(format string, args ...any) { fmt.Printf("   node: "+format+"\n", args...) },
+			NodeNames:    []string{testharbor.LoopbackHostName()},
+			CertManager:  true,
+			TrustManager: true,
+			Log:          func(format string, args ...any) { fmt.Printf("   node: "+format+"\n", args...) },
 		})
 		if err != nil {
 			return err
