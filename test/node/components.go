@@ -134,17 +134,20 @@ func kubeletArgs(n *Node, config, kubeconfig string) []string {
 	}
 }
 
-// freePort is the preferred port on ip unless something already listens there, else a free one.
-func freePort(ip, preferred string) (int32, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, preferred))
-	if err != nil {
-		l, err = net.Listen("tcp", net.JoinHostPort(ip, "0"))
+// listenPorts returns, for each preferred port, that port on ip if nothing listens there yet,
+// otherwise one the kernel picks. All stay open until every port is chosen, so none repeats.
+func listenPorts(ip string, preferred ...int) ([]int, error) {
+	var ports []int
+	for _, p := range preferred {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
 		if err != nil {
-			return 0, fmt.Errorf("finding a free port on %s: %w", ip, err)
+			l, err = net.Listen("tcp", net.JoinHostPort(ip, "0"))
+			if err != nil {
+				return nil, fmt.Errorf("finding a free port on %s: %w", ip, err)
+			}
 		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	p, err := strconv.Atoi(port)
-	return int32(p), err
+	return ports, nil
 }

@@ -255,21 +255,3 @@ func (n *Node) createKubeDNS(ctx context.Context, addr string, port int) error {
 	}
 	return nil
 }
-
-// listenPorts returns, for each preferred port, that port on ip if nothing listens there yet,
-// otherwise one the kernel picks. All stay open until every port is chosen, so none repeats.
-func listenPorts(ip string, preferred ...int) ([]int, error) {
-	var ports []int
-	for _, p := range preferred {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
-		if err != nil {
-			l, err = net.Listen("tcp", net.JoinHostPort(ip, "0"))
-			if err != nil {
-				return nil, fmt.Errorf("finding a free port on %s: %w", ip, err)
-			}
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}

@@ -336,7 +336,7 @@ func (n *Node) startAPIServer(ctx context.Context) error {
 		return fmt.Errorf("the API server's certificates: %w", err)
 	}
 	// envtest picks a loopback address unless it is given both an address and a port.
-	port, err := freePort(n.IP, "6443")
+	ports, err := listenPorts(n.IP, 6443)
 	if err != nil {
 		return err
 	}
@@ -346,7 +346,7 @@ func (n *Node) startAPIServer(ctx context.Context) error {
 		api.CertDir = certDir
 		// Served on the node IP, where pods (through the kubernetes Service) and host processes
 		// reach it, with the certificate writeAPIServerCerts made (envtest keeps an existing one).
-		api.SecureServing.Address, api.SecureServing.Port = n.IP, strconv.Itoa(int(port))
+		api.SecureServing.Address, api.SecureServing.Port = n.IP, strconv.Itoa(ports[0])
 		api.SecureServing.CA = servingCA
 		if env.ControlPlane.Etcd == nil {
 			env.ControlPlane.Etcd = &envtest.Etcd{}
@@ -456,10 +456,11 @@ func (n *Node) startKubelet(ctx context.Context, assets string) error {
 	if err != nil {
 		return err
 	}
-	port, err := freePort(n.IP, "10250")
+	ports, err := listenPorts(n.IP, 10250)
 	if err != nil {
 		return err
 	}
+	port := int32(ports[0])
 	config := filepath.Join(confDir, "kubelet.yaml")
 	if err := writeKubeletConfig(config, kubeletConfig(n, n.cgroupRoot, port)); err != nil {
 		return err

@@ -48,21 +48,18 @@ func (n *Node) startTrustManager(ctx context.Context) error {
 			return err
 		}
 	}
-	webhookPort, err := freePort("127.0.0.1", "0")
+	ports, err := listenPorts("127.0.0.1", 0, 0)
 	if err != nil {
 		return err
 	}
-	readyPort, err := freePort("127.0.0.1", "0")
-	if err != nil {
-		return err
-	}
+	webhookPort, readyPort := strconv.Itoa(ports[0]), strconv.Itoa(ports[1])
 	if _, err := n.startProcess("trust-manager", bin, "--kubeconfig="+kubeconfig,
 		"--trust-namespace="+TrustNamespace, "--leader-elect=false",
-		"--webhook-host=127.0.0.1", "--webhook-port="+strconv.Itoa(int(webhookPort)), "--webhook-certificate-dir="+dir,
-		"--readiness-probe-port="+strconv.Itoa(int(readyPort)), "--metrics-port=0", "--log-level=2"); err != nil {
+		"--webhook-host=127.0.0.1", "--webhook-port="+webhookPort, "--webhook-certificate-dir="+dir,
+		"--readiness-probe-port="+readyPort, "--metrics-port=0", "--log-level=2"); err != nil {
 		return err
 	}
-	return n.waitHealthy(ctx, "trust-manager", "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(int(readyPort)))+"/readyz")
+	return n.waitHealthy(ctx, "trust-manager", "http://"+net.JoinHostPort("127.0.0.1", readyPort)+"/readyz")
 }
 
 // waitHealthy waits until a component's health URL answers 200, failing with its log's end.
