@@ -85,7 +85,7 @@ matrix-one:
 e2e: ## The cluster suite (as root): a real node with kube-proxy, CoreDNS, cert-manager and trust-manager; the product installed with make images + make deploy; every scenario against its pods.
 	@$(PHASE) "$(PHASE_PREFIX)node dependencies (containerd, runc, CNI, CoreDNS; kubelet, kube-proxy, scheduler, controller-manager)" test/tools/node-deps.sh
 	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
-	@$(PHASE) "$(PHASE_PREFIX)e2e on a real node" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
+	@$(PHASE) "$(PHASE_PREFIX)e2e: the product installed on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
 
 node-deps: ## Build containerd 2.x, runc (seccomp) and the CNI plugins into the cache, install busybox-static, build kubelet & co.
 	@test/tools/node-deps.sh >/dev/null
