@@ -52,13 +52,8 @@ func (w *world) pushImages(ctx context.Context, craneBin string) error {
 	if err != nil {
 		return err
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(w.harbor.CACertPEM())
-	transport.TLSClientConfig = &tls.Config{RootCAs: pool}
-	auth := remote.WithAuth(&authn.Basic{Username: w.robot, Password: w.secret})
 	for ref, img := range map[string]v1.Image{w.appImage(): app, w.craneImage(): crane} {
-		if err := node.Push(ctx, img, ref, auth, remote.WithTransport(transport)); err != nil {
+		if err := w.pushToHarbor(ctx, img, ref); err != nil {
 			return err
 		}
 	}
@@ -83,4 +78,14 @@ func (w *world) pushImages(ctx context.Context, craneBin string) error {
 		return err
 	}
 	return w.node.ImportImage(ctx, tarball)
+}
+
+// pushToHarbor pushes an image to the test Harbor with the robot's credentials over TLS,
+// trusting the Harbor's CA only.
+func (w *world) pushToHarbor(ctx context.Context, img v1.Image, ref string) error {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(w.harbor.CACertPEM())
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return node.Push(ctx, img, ref, remote.WithAuth(&authn.Basic{Username: w.robot, Password: w.secret}), remote.WithTransport(transport))
 }

@@ -115,7 +115,7 @@ func runJob(t *testing.T, s jobSpec) jobResult {
 	return res
 }
 
-func jobPod(ctx context.Context, t *testing.T, job *batchv1.Job) (*corev1.Pod, bool) {
+func jobPod(ctx context.Context, t testing.TB, job *batchv1.Job) (*corev1.Pod, bool) {
 	var pods corev1.PodList
 	require.NoError(t, w.node.Client.List(ctx, &pods, client.InNamespace(job.Namespace), client.MatchingLabels{"batch.kubernetes.io/job-name": job.Name}))
 	if len(pods.Items) == 0 {

@@ -4,20 +4,15 @@ package e2e_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/stretchr/testify/require"
 	batchv1 "k8s.io/api/batch/v1"
@@ -61,7 +56,7 @@ func BenchmarkPodStart(b *testing.B) {
 			}}},
 		} {
 			require.NoError(b, w.node.RemoveImages(ctx, "/"+project+"/"+bigRepository))
-			d, err := w.timePodStart(ctx, v.spec)
+			d, err := w.timePodStart(ctx, b, v.spec)
 			require.NoError(b, err)
 			*v.into = append(*v.into, d)
 		}
@@ -91,11 +86,7 @@ func (w *world) pushBigImage(ctx context.Context, ref string) error {
 			return err
 		}
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(w.harbor.CACertPEM())
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = &tls.Config{RootCAs: pool}
-	return node.Push(ctx, img, ref, remote.WithAuth(&authn.Basic{Username: w.robot, Password: w.secret}), remote.WithTransport(transport))
+	return w.pushToHarbor(ctx, img, ref)
 }
 
 // directPullNamespace makes the namespace whose pods pull from Harbor themselves, with the
@@ -123,7 +114,7 @@ func (w *world) directPullNamespace(ctx context.Context) error {
 
 // timePodStart creates the Job and returns the time until its container runs, polled every
 // 50 ms; then it deletes the Job and waits for the pod to be gone, so the image is unused.
-func (w *world) timePodStart(ctx context.Context, s jobSpec) (time.Duration, error) {
+func (w *world) timePodStart(ctx context.Context, b *testing.B, s jobSpec) (time.Duration, error) {
 	c := w.node.Client
 	s.script = "sleep 1"
 	job := s.build()
@@ -132,16 +123,12 @@ func (w *world) timePodStart(ctx context.Context, s jobSpec) (time.Duration, err
 		return 0, err
 	}
 	var took time.Duration
-	var pod corev1.Pod
+	var pod *corev1.Pod
 	err := waitForEvery(ctx, 50*time.Millisecond, 5*time.Minute, func() (bool, error) {
-		var pods corev1.PodList
-		if err := c.List(ctx, &pods, client.InNamespace(s.namespace), client.MatchingLabels{"batch.kubernetes.io/job-name": s.name}); err != nil {
-			return false, err
-		}
-		if len(pods.Items) == 0 {
+		var ok bool
+		if pod, ok = jobPod(ctx, b, job); !ok {
 			return false, nil
 		}
-		pod = pods.Items[0]
 		for _, cs := range pod.Status.ContainerStatuses {
 			if cs.State.Running != nil || cs.State.Terminated != nil {
 				took = time.Since(start)
@@ -151,13 +138,13 @@ func (w *world) timePodStart(ctx context.Context, s jobSpec) (time.Duration, err
 		return false, nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("Job %s/%s: container never ran: %w; pod status %+v", s.namespace, s.name, err, pod.Status)
+		return 0, fmt.Errorf("Job %s/%s: container never ran: %w; pod %+v", s.namespace, s.name, err, pod)
 	}
 	if err := c.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationForeground)); err != nil {
 		return 0, err
 	}
 	return took, waitForEvery(ctx, 200*time.Millisecond, 2*time.Minute, func() (bool, error) {
-		err := c.Get(ctx, keyOf(&pod), &corev1.Pod{})
+		err := c.Get(ctx, keyOf(pod), &corev1.Pod{})
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
 }

@@ -22,7 +22,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/alauda/harbor-connector/test/clients"
 	"github.com/alauda/harbor-connector/test/kube"
@@ -55,7 +54,7 @@ func install(ctx context.Context, timer *phases, work string, n *node.Node) (*pr
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return p, err
 	}
-	kubeconfig, err := adminKubeconfig(n.Env, p.dir)
+	kubeconfig, err := n.Kubeconfig("e2e-admin")
 	if err != nil {
 		return p, err
 	}
@@ -117,7 +116,7 @@ func (p *product) make(ctx context.Context, target string, vars ...string) error
 	cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory", target}, vars...)...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = root, p.env, out, out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("make %s %s: %w; last lines of %s:\n%s", target, strings.Join(vars, " "), err, logPath, lastLines(logPath, 30))
+		return fmt.Errorf("make %s %s: %w; last lines of %s:\n%s", target, strings.Join(vars, " "), err, logPath, node.Tail(logPath, 30))
 	}
 	return nil
 }
@@ -224,19 +223,6 @@ func (p *product) certificateSummary(ctx context.Context) string {
 	return "\n" + strings.Join(lines, "\n")
 }
 
-func adminKubeconfig(env *envtest.Environment, dir string) (string, error) {
-	admin, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", err
-	}
-	kc, err := admin.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	return path, os.WriteFile(path, kc, 0o600)
-}
-
 // stop stops the registry; the product's pods go with the node.
 func (p *product) stop() error {
 	if p.registry == nil {
@@ -249,7 +235,7 @@ func (p *product) stop() error {
 func (p *product) dumpLogs(n *node.Node) {
 	files, _ := filepath.Glob(filepath.Join(p.dir, "*.log"))
 	for _, f := range files {
-		fmt.Printf("---- %s (last lines)\n%s\n", f, lastLines(f, 20))
+		fmt.Printf("---- %s (last lines)\n%s\n", f, node.Tail(f, 20))
 	}
 	if n == nil {
 		return
@@ -273,17 +259,4 @@ func (p *product) dumpLogs(n *node.Node) {
 			fmt.Printf("---- pod %s/%s container %s (last %d lines)\n%s\n", pod.Namespace, pod.Name, ctr.Name, tail, logs)
 		}
 	}
-}
-
-// lastLines is the end of a file, for error messages.
-func lastLines(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

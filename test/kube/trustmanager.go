@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/alauda/harbor-connector/test/clients"
@@ -27,4 +28,25 @@ func TrustManagerBinary() (string, error) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return lines[len(lines)-1], nil
+}
+
+// TrustNamespace is where trust-manager reads Bundle sources, as the install asks
+// (README "Install on a cluster": --trust-namespace=connectors-system).
+const TrustNamespace = "connectors-system"
+
+// TrustManagerArgs are trust-manager's flags for a test: the install's trust namespace, one
+// replica, its webhook served at webhookHost:webhookPort with the certificate in certDir, its
+// readiness on readyPort (127.0.0.1), no metrics.
+func TrustManagerArgs(kubeconfig, webhookHost string, webhookPort int, certDir string, readyPort int) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--trust-namespace=" + TrustNamespace,
+		"--leader-elect=false",
+		"--webhook-host=" + webhookHost,
+		"--webhook-port=" + strconv.Itoa(webhookPort),
+		"--webhook-certificate-dir=" + certDir,
+		"--readiness-probe-port=" + strconv.Itoa(readyPort),
+		"--metrics-port=0",
+		"--log-level=2",
+	}
 }

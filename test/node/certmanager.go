@@ -14,7 +14,7 @@ func (n *Node) startCertManager(ctx context.Context) error {
 	if err := BuildStatic(ctx, "./test/tools/cert-manager", bin); err != nil {
 		return err
 	}
-	kubeconfig, err := writeKubeconfig(n.Env, filepath.Join(n.Dir, "config"), "system:cert-manager")
+	kubeconfig, err := n.Kubeconfig("system:cert-manager")
 	if err != nil {
 		return err
 	}

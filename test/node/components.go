@@ -14,6 +14,12 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// Kubeconfig writes a kubeconfig for a cluster-admin user of that name into the node's
+// configuration directory and returns its path (for kubectl, make deploy, a product process).
+func (n *Node) Kubeconfig(user string) (string, error) {
+	return writeKubeconfig(n.Env, filepath.Join(n.Dir, "config"), user)
+}
+
 // writeKubeconfig writes a kubeconfig for a client-certificate user of the envtest API server.
 // Every component is in system:masters: this is a throwaway single-node cluster, and RBAC for
 // the node's own components is not what the suite tests.

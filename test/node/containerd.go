@@ -196,7 +196,7 @@ func (n *Node) waitContainerd(ctx context.Context, p *process) error {
 				continue
 			}
 			if f[len(f)-1] != "ok" {
-				return false, fmt.Errorf("containerd's CRI plugin %s did not load (%s); last lines of %s:\n%s", f[0]+"."+f[1], line, p.log, tail(p.log, 30))
+				return false, fmt.Errorf("containerd's CRI plugin %s did not load (%s); last lines of %s:\n%s", f[0]+"."+f[1], line, p.log, Tail(p.log, 30))
 			}
 			found++
 		}
@@ -207,7 +207,7 @@ func (n *Node) waitContainerd(ctx context.Context, p *process) error {
 		return false, nil
 	})
 	if wait.Interrupted(err) {
-		return fmt.Errorf("%w: %v; last lines of %s:\n%s", err, last, p.log, tail(p.log, 30))
+		return fmt.Errorf("%w: %v; last lines of %s:\n%s", err, last, p.log, Tail(p.log, 30))
 	}
 	return err
 }

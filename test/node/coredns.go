@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -155,44 +154,11 @@ func (n *Node) runCoreDNS(ctx context.Context, bind string, port int) error {
 	}
 	// The Corefile's path names the node's directory, so a crashed run's CoreDNS is found and
 	// killed with the other components (Stop's leftover processes, reclaim.go).
-	p, err := n.startProcess("coredns", bin, "-conf", conf)
-	if err != nil {
+	if _, err := n.startProcess("coredns", bin, "-conf", conf); err != nil {
 		return err
 	}
-	err = n.waitCoreDNSReady(ctx, c)
-	// When CoreDNS has exited, the error already ends with its log.
-	if err != nil && p.exited() == nil {
-		err = fmt.Errorf("%w; last lines of %s:\n%s", err, p.log, tail(p.log, 30))
-	}
-	return err
-}
-
-// waitCoreDNSReady waits for CoreDNS's ready endpoint, which answers 200 once the kubernetes
-// plugin has listed Services and EndpointSlices.
-func (n *Node) waitCoreDNSReady(ctx context.Context, c coreDNSConfig) error {
-	// Never through a proxy the suite may have set for the clients it tests.
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 2 * time.Second}
-	defer hc.CloseIdleConnections()
-	url := "http://" + c.HostPort(c.ReadyPort) + "/ready"
-	last := "no answer yet"
-	err := n.poll(ctx, time.Minute, func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return false, err
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			last = err.Error()
-			return false, nil
-		}
-		_ = resp.Body.Close()
-		last = resp.Status
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for CoreDNS to be ready (GET %s: %s): %w", url, last, err)
-	}
-	return nil
+	// Ready once the kubernetes plugin has listed Services and EndpointSlices.
+	return n.waitHealthy(ctx, "coredns", "http://"+c.HostPort(c.ReadyPort)+"/ready")
 }
 
 // createKubeDNS creates the kube-dns Service, with cluster IP ClusterDNSIP and no selector, and

@@ -15,7 +15,7 @@ const kubeProxyHealthzPort, kubeProxyMetricsPort = "10256", "10249"
 // not put back: the conntrack sysctls stay as they are and localhost NodePorts stay off (they
 // set route_localnet).
 func (n *Node) startKubeProxy(ctx context.Context, assets string) error {
-	kubeconfig, err := writeKubeconfig(n.Env, filepath.Join(n.Dir, "config"), "system:kube-proxy")
+	kubeconfig, err := n.Kubeconfig("system:kube-proxy")
 	if err != nil {
 		return err
 	}

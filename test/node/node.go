@@ -172,10 +172,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 func (n *Node) start(ctx context.Context) error {
 	total := time.Now()
 	var assets string
-	steps := []struct {
+	type step struct {
 		name string
 		fn   func(context.Context) error
-	}{
+	}
+	steps := []step{
 		{"preflight", func(ctx context.Context) (err error) { assets, err = n.preflight(ctx); return err }},
 		{"bridge", n.setUpNetwork},
 		{"kube-apiserver", n.startAPIServer},
@@ -186,8 +187,12 @@ func (n *Node) start(ctx context.Context) error {
 		{"kubelet", func(ctx context.Context) error { return n.startKubelet(ctx, assets) }},
 		{"node ready", n.waitReady},
 		{"kube-proxy", func(ctx context.Context) error { return n.startKubeProxy(ctx, assets) }},
-		{"cert-manager", n.ifEnabled(n.opts.CertManager, n.startCertManager)},
-		{"trust-manager", n.ifEnabled(n.opts.TrustManager, n.startTrustManager)},
+	}
+	if n.opts.CertManager {
+		steps = append(steps, step{"cert-manager", n.startCertManager})
+	}
+	if n.opts.TrustManager {
+		steps = append(steps, step{"trust-manager", n.startTrustManager})
 	}
 	for _, s := range steps {
 		began := time.Now()
@@ -198,14 +203,6 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.logf("node: %-33s %6.1fs (dir %s)", "started", time.Since(total).Seconds(), n.Dir)
 	return nil
-}
-
-// ifEnabled is step when on, else a step that does nothing.
-func (n *Node) ifEnabled(on bool, step func(context.Context) error) func(context.Context) error {
-	if !on {
-		return func(context.Context) error { return nil }
-	}
-	return step
 }
 
 // preflight checks what the node needs before it changes anything on the host, and returns the
@@ -358,7 +355,7 @@ func (n *Node) startAPIServer(ctx context.Context) error {
 	})
 	env, err := kube.Start(opts...)
 	if err != nil {
-		return fmt.Errorf("%w; last lines of %s:\n%s", err, apiLog.Name(), tail(apiLog.Name(), 30))
+		return fmt.Errorf("%w; last lines of %s:\n%s", err, apiLog.Name(), Tail(apiLog.Name(), 30))
 	}
 	// Environment.Start always makes a directory of its own in the temp directory for webhook
 	// serving certificates (envtest-serving-certs-*, webhooks or not), which only Env.Stop
@@ -507,7 +504,7 @@ func (n *Node) waitReady(ctx context.Context) error {
 	})
 	if err != nil {
 		if kubelet := n.procs["kubelet"]; kubelet.exited() == nil {
-			err = fmt.Errorf("%w (%s); last lines of %s:\n%s", err, last, kubelet.log, tail(kubelet.log, 30))
+			err = fmt.Errorf("%w (%s); last lines of %s:\n%s", err, last, kubelet.log, Tail(kubelet.log, 30))
 		}
 		return fmt.Errorf("waiting for node %s to be Ready: %w", n.Name, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,7 +91,7 @@ func componentEnv() []string {
 func (p *process) exited() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.name, p.err, p.log, tail(p.log, 30))
+		return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.name, p.err, p.log, Tail(p.log, 30))
 	default:
 		return nil
 	}
@@ -120,8 +121,8 @@ func (p *process) stop() error {
 	}
 }
 
-// tail returns the last n lines of a log file, for startup errors.
-func tail(path string, n int) string {
+// Tail returns the last n lines of a log file, for error messages.
+func Tail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(cannot read %s: %v)", path, err)
@@ -159,4 +160,35 @@ func runIn(ctx context.Context, dir string, env []string, bin string, args ...st
 		return out, fmt.Errorf("%s %s: %w", bin, strings.Join(args, " "), err)
 	}
 	return out, nil
+}
+
+// waitHealthy waits until a component's health or readiness URL answers 200, failing with the
+// last answer and the end of the component's log (unless it exited: poll's error has that).
+func (n *Node) waitHealthy(ctx context.Context, name, url string) error {
+	// Never through a proxy the suite may have set for the clients it tests.
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 2 * time.Second}
+	defer hc.CloseIdleConnections()
+	last := "no answer yet"
+	err := n.poll(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("waiting for %s (GET %s: %s): %w", name, url, last, err)
+	if p := n.procs[name]; p != nil && p.exited() == nil {
+		err = fmt.Errorf("%w; last lines of %s:\n%s", err, p.log, Tail(p.log, 30))
+	}
+	return err
 }

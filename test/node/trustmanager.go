@@ -4,19 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/test/testca"
 )
-
-// TrustNamespace is where trust-manager reads Bundle sources: the product's namespace, as its
-// install asks (README "Install on a cluster").
-const TrustNamespace = "connectors-system"
 
 // startTrustManager runs trust-manager (built from its module by test/tools/trust-manager.sh)
 // with the flag the product's install asks for. Its validating webhook serves on loopback with a
@@ -31,7 +25,7 @@ func (n *Node) startTrustManager(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	kubeconfig, err := writeKubeconfig(n.Env, filepath.Join(n.Dir, "config"), "system:trust-manager")
+	kubeconfig, err := n.Kubeconfig("system:trust-manager")
 	if err != nil {
 		return err
 	}
@@ -52,29 +46,8 @@ func (n *Node) startTrustManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	webhookPort, readyPort := strconv.Itoa(ports[0]), strconv.Itoa(ports[1])
-	if _, err := n.startProcess("trust-manager", bin, "--kubeconfig="+kubeconfig,
-		"--trust-namespace="+TrustNamespace, "--leader-elect=false",
-		"--webhook-host=127.0.0.1", "--webhook-port="+webhookPort, "--webhook-certificate-dir="+dir,
-		"--readiness-probe-port="+readyPort, "--metrics-port=0", "--log-level=2"); err != nil {
+	if _, err := n.startProcess("trust-manager", bin, kube.TrustManagerArgs(kubeconfig, "127.0.0.1", ports[0], dir, ports[1])...); err != nil {
 		return err
 	}
-	return n.waitHealthy(ctx, "trust-manager", "http://"+net.JoinHostPort("127.0.0.1", readyPort)+"/readyz")
-}
-
-// waitHealthy waits until a component's health URL answers 200, failing with its log's end.
-func (n *Node) waitHealthy(ctx context.Context, name, url string) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	err := n.poll(ctx, time.Minute, func(ctx context.Context) (bool, error) {
-		resp, err := client.Get(url)
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for %s at %s: %w; last lines of its log:\n%s", name, url, err, tail(n.procs[name].log, 30))
-	}
-	return nil
+	return n.waitHealthy(ctx, "trust-manager", "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))+"/readyz")
 }

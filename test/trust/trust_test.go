@@ -45,7 +45,7 @@ import (
 const (
 	// trustNamespace is the one namespace trust-manager reads Bundle sources from: the flag
 	// README and docs/architecture.md tell installers to set (checked below).
-	trustNamespace = "connectors-system"
+	trustNamespace = kube.TrustNamespace
 	trustFlag      = "--trust-namespace=" + trustNamespace
 	// nodeNamespace holds the node agents, which mount the Bundles' ConfigMaps.
 	nodeNamespace = "connectors-node"
@@ -378,9 +378,7 @@ func startTrustManager(t *testing.T) {
 	logPath := filepath.Join(dir, "trust-manager.log")
 	logFile, err := os.Create(logPath)
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "--kubeconfig", kubeconfigPath, trustFlag, "--leader-elect=false",
-		"--webhook-host", wh.LocalServingHost, "--webhook-port", strconv.Itoa(wh.LocalServingPort), "--webhook-certificate-dir", wh.LocalServingCertDir,
-		"--readiness-probe-port", strconv.Itoa(readyPort), "--metrics-port", "0", "--log-level", "2")
+	cmd := exec.Command(bin, kube.TrustManagerArgs(kubeconfigPath, wh.LocalServingHost, wh.LocalServingPort, wh.LocalServingCertDir, readyPort)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	require.NoError(t, cmd.Start())
