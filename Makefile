@@ -24,15 +24,19 @@ build: ## Build every shipped binary into ./bin.
 	go build -o $(BIN)/ ./cmd/...
 
 # make images: REGISTRY (a repository prefix, e.g. 127.0.0.1:5000/harbor-connector) pushes and
-# writes config/overlays/images; TAG defaults to the version in test/images/names.go; REGISTRY_CA
+# writes the overlay OVERLAY (default config/overlays/images, which make deploy applies); TAG defaults to the version in test/images/names.go; REGISTRY_CA
 # is a PEM CA to trust for REGISTRY; CA_BUNDLE is the bundle copied into the images.
 REGISTRY ?=
 TAG ?=
 REGISTRY_CA ?=
+# The overlay make images writes and make deploy applies; a folder under config/overlays (the
+# e2e suite uses its own, so a run never replaces the overlay of the user's registry).
+OVERLAY ?= config/overlays/images
+export OVERLAY
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-images: ## OCI images (linux/amd64+arm64, reproducible, with SBOMs) into bin/images; REGISTRY=host/path also pushes them and writes config/overlays/images.
-	go run ./test/tools/images -out $(BIN)/images -registry "$(REGISTRY)" -tag "$(TAG)" -registry-ca "$(REGISTRY_CA)" -ca-bundle "$(CA_BUNDLE)" -overlay config/overlays/images
+images: ## OCI images (linux/amd64+arm64, reproducible, with SBOMs) into bin/images; REGISTRY=host/path also pushes them and writes the overlay $(OVERLAY).
+	go run ./test/tools/images -out $(BIN)/images -registry "$(REGISTRY)" -tag "$(TAG)" -registry-ca "$(REGISTRY_CA)" -ca-bundle "$(CA_BUNDLE)" -overlay "$(OVERLAY)"
 
 generate: ## Regenerate deepcopy, the CRD and RBAC from the Go markers.
 	@cg=$$(test/tools/go-tool.sh controller-gen $(CONTROLLER_GEN_PKG)); \
@@ -114,7 +118,7 @@ demo: ## Run the product end to end on an embedded API server and test Harbor.
 KUBELET_ROOT ?=
 export KUBELET_ROOT
 
-deploy: ## Apply the install to the current kubeconfig (cert-manager and trust-manager first: README "Install on a cluster"): the overlay make images REGISTRY=... wrote, else config/default.
+deploy: ## Apply the install to the current kubeconfig (cert-manager and trust-manager first: README "Install on a cluster"): the overlay make images REGISTRY=... wrote ($(OVERLAY)), else config/default.
 	@test/tools/deploy.sh
 
 undeploy:

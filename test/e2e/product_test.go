@@ -4,6 +4,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -27,6 +28,11 @@ import (
 	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/test/node"
 )
+
+// e2eOverlay is the overlay the suite's make images writes and make deploy applies: a folder of
+// its own, so a run never replaces config/overlays/images, which may point at the user's
+// registry; removed at teardown with the KUBELET_ROOT overlay make deploy generated from it.
+const e2eOverlay = "config/overlays/e2e"
 
 // The product as workloads reach it: through its Service, by its cluster DNS name.
 const (
@@ -68,13 +74,13 @@ func install(ctx context.Context, timer *phases, work string, n *node.Node) (*pr
 		if repo, err = p.startRegistry(); err != nil {
 			return err
 		}
-		return p.make(ctx, "images", "REGISTRY="+repo)
+		return p.make(ctx, "images", "REGISTRY="+repo, "OVERLAY="+e2eOverlay)
 	}); err != nil {
 		return p, err
 	}
 	if err := timer.run("install: make deploy", func() error {
 		// The test bed's kubelet keeps its state under the node's directory.
-		return p.make(ctx, "deploy", "KUBELET_ROOT="+n.KubeletRoot)
+		return p.make(ctx, "deploy", "OVERLAY="+e2eOverlay, "KUBELET_ROOT="+n.KubeletRoot)
 	}); err != nil {
 		return p, err
 	}
@@ -223,12 +229,19 @@ func (p *product) certificateSummary(ctx context.Context) string {
 	return "\n" + strings.Join(lines, "\n")
 }
 
-// stop stops the registry; the product's pods go with the node.
+// stop stops the registry and removes the generated overlays; the product's pods go with the
+// node.
 func (p *product) stop() error {
-	if p.registry == nil {
-		return nil
+	var errs []error
+	if p.registry != nil {
+		errs = append(errs, p.registry.Close())
 	}
-	return p.registry.Close()
+	if root, err := clients.RepoRoot(); err == nil {
+		for _, dir := range []string{e2eOverlay, "config/overlays/deploy"} {
+			errs = append(errs, os.RemoveAll(filepath.Join(root, dir)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // dumpLogs prints the make logs and the tail of each product pod's log, for a failure's context.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make deploy: applies the install to the cluster of the current kubeconfig, server-side:
-#  - config/overlays/images when `make images REGISTRY=...` wrote it (the images it pushed, by
-#    digest), else config/default (the committed image names);
+#  - $OVERLAY (default config/overlays/images) when `make images REGISTRY=...` wrote it (the
+#    images it pushed, by digest), else config/default (the committed image names);
 #  - KUBELET_ROOT, when the nodes' kubelet root directory is not /var/lib/kubelet (k0s,
 #    MicroK8s, the e2e test bed), goes into a generated overlay on top, through the same
 #    config/kubelet-root component config/default uses.
@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 KUBECTL=${KUBECTL:-kubectl}
 base=config/default
-if [ -f config/overlays/images/kustomization.yaml ]; then base=config/overlays/images; fi
+images_overlay=${OVERLAY:-config/overlays/images}
+images_overlay=${images_overlay%/}
+case "$images_overlay" in config/overlays/*) ;; *) echo "OVERLAY=$images_overlay: want a folder under config/overlays" >&2; exit 2;; esac
+if [ -f "$images_overlay/kustomization.yaml" ]; then base=$images_overlay; fi
 if [ -n "${KUBELET_ROOT:-}" ]; then
   case "$KUBELET_ROOT" in /*) ;; *) echo "KUBELET_ROOT=$KUBELET_ROOT: want an absolute path, e.g. /var/lib/k0s/kubelet" >&2; exit 2;; esac
   # Inside config/ (and gitignored): kustomize takes only relative paths to other folders.
