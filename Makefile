@@ -16,7 +16,7 @@ MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
 
-.PHONY: all build images generate test test-matrix matrix-one e2e envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy fmt vet
+.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy fmt vet
 
 all: build
 
@@ -90,6 +90,13 @@ e2e: ## The cluster suite (as root): a real node with kube-proxy, CoreDNS, cert-
 	@$(PHASE) "$(PHASE_PREFIX)node dependencies (containerd, runc, CNI, CoreDNS; kubelet, kube-proxy, scheduler, controller-manager)" test/tools/node-deps.sh
 	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
 	@$(PHASE) "$(PHASE_PREFIX)e2e: the product installed on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
+
+e2e-day2: ## Day 2 on the cluster test bed (root, ~25 min, not in make test): install an earlier build, upgrade it, lose a proxy pod, the manager, Harbor; rotate certificates and the robot.
+	@$(PHASE) --reset
+	@$(PHASE) "node dependencies" test/tools/node-deps.sh
+	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
+	@$(PHASE) "e2e-day2: failures, upgrade, rotation on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e,day2 -run '^TestDay2$$' -p 1 -count=1 -v -timeout 60m ./test/e2e/
+	@test/tools/phase.sh --summary
 
 node-deps: ## Build containerd 2.x, runc (seccomp) and the CNI plugins into the cache, install busybox-static, build kubelet & co.
 	@test/tools/node-deps.sh >/dev/null

@@ -83,9 +83,14 @@ func (w *world) pushImages(ctx context.Context, craneBin string) error {
 // pushToHarbor pushes an image to the test Harbor with the robot's credentials over TLS,
 // trusting the Harbor's CA only.
 func (w *world) pushToHarbor(ctx context.Context, img v1.Image, ref string) error {
+	return node.Push(ctx, img, ref, remote.WithAuth(&authn.Basic{Username: w.robot, Password: w.secret}), remote.WithTransport(w.harborTransport()))
+}
+
+// harborTransport reaches the test Harbor directly over TLS, trusting its CA only.
+func (w *world) harborTransport() http.RoundTripper {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(w.harbor.CACertPEM())
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{RootCAs: pool}
-	return node.Push(ctx, img, ref, remote.WithAuth(&authn.Basic{Username: w.robot, Password: w.secret}), remote.WithTransport(transport))
+	return transport
 }

@@ -68,17 +68,32 @@ type jobResult struct {
 // runJob creates a Job and waits until it succeeds or fails (or its pod cannot pull its image).
 func runJob(t *testing.T, s jobSpec) jobResult {
 	t.Helper()
-	ctx := context.Background()
-	c := w.node.Client
-	job := s.build()
-	require.NoError(t, c.Create(ctx, job), "creating Job %s/%s", s.namespace, s.name)
-	t.Cleanup(func() {
-		_ = c.Delete(context.Background(), job, client.PropagationPolicy(metav1.DeletePropagationBackground))
-	})
+	job := createJob(t, s)
 	timeout := s.deadline + time.Minute
 	if s.deadline == 0 {
 		timeout = 5 * time.Minute
 	}
+	return awaitJob(t, job, timeout, true)
+}
+
+// createJob creates the Job (admission must admit it), deleted when the test ends.
+func createJob(t *testing.T, s jobSpec) *batchv1.Job {
+	t.Helper()
+	c := w.node.Client
+	job := s.build()
+	require.NoError(t, c.Create(context.Background(), job), "creating Job %s/%s", s.namespace, s.name)
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), job, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	})
+	return job
+}
+
+// awaitJob waits until the Job succeeds or fails; with stopOnPullError also when its pod cannot
+// pull its image (the kubelet would retry forever), else the kubelet's pull retries run on.
+func awaitJob(t *testing.T, job *batchv1.Job, timeout time.Duration, stopOnPullError bool) jobResult {
+	t.Helper()
+	ctx := context.Background()
+	c := w.node.Client
 	var res jobResult
 	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
 		if err := c.Get(ctx, keyOf(job), job); err != nil {
@@ -96,6 +111,9 @@ func runJob(t *testing.T, s jobSpec) jobResult {
 				return true, nil
 			}
 		}
+		if !stopOnPullError {
+			return false, nil
+		}
 		pod, ok := jobPod(ctx, t, job)
 		return ok && pullFailed(pod), nil
 	})
@@ -111,7 +129,7 @@ func runJob(t *testing.T, s jobSpec) jobResult {
 			res.events += fmt.Sprintf("Job condition %s=%s %s: %s\n", cond.Type, cond.Status, cond.Reason, cond.Message)
 		}
 	}
-	require.NoError(t, err, "Job %s/%s did not finish; pod events:\n%s\nlogs:\n%s", s.namespace, s.name, res.events, res.logs)
+	require.NoError(t, err, "Job %s/%s did not finish; pod events:\n%s\nlogs:\n%s", job.Namespace, job.Name, res.events, res.logs)
 	return res
 }
 
@@ -121,7 +139,14 @@ func jobPod(ctx context.Context, t testing.TB, job *batchv1.Job) (*corev1.Pod, b
 	if len(pods.Items) == 0 {
 		return nil, false
 	}
-	return &pods.Items[0], true
+	// A Job that retried has several pods: the newest says how it ended.
+	newest := &pods.Items[0]
+	for i := range pods.Items {
+		if newest.CreationTimestamp.Before(&pods.Items[i].CreationTimestamp) {
+			newest = &pods.Items[i]
+		}
+	}
+	return newest, true
 }
 
 // pullFailed reports a container stuck on its image (the kubelet retries forever otherwise).

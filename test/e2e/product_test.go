@@ -45,6 +45,8 @@ const (
 // cluster" says, and then left to cert-manager, the kubelet and the Services.
 type product struct {
 	dir      string
+	src      string // the checkout make runs in: this one, or an earlier build's (day 2's upgrade)
+	repo     string // the registry repository the images go to
 	registry *http.Server
 	// env runs make and kubectl against the test bed (KUBECONFIG, the test bed's kubectl).
 	env     []string
@@ -55,8 +57,8 @@ type product struct {
 // install builds and pushes the images, deploys, and waits until cert-manager has issued every
 // Certificate, cainjector has filled the webhook's caBundle, and every Deployment and DaemonSet
 // is Ready. Each step's duration is a phase of its own (README "Install" quotes them).
-func install(ctx context.Context, timer *phases, work string, n *node.Node) (*product, error) {
-	p := &product{dir: filepath.Join(work, "product"), client: n.Client}
+func install(ctx context.Context, timer *phases, work string, n *node.Node, src string) (*product, error) {
+	p := &product{dir: filepath.Join(work, "product"), client: n.Client, src: src}
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return p, err
 	}
@@ -69,22 +71,10 @@ func install(ctx context.Context, timer *phases, work string, n *node.Node) (*pr
 		return p, err
 	}
 	p.env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+assets+string(os.PathListSeparator)+os.Getenv("PATH"))
-	var repo string
-	if err := timer.run("install: make images into the test bed's registry", func() error {
-		if repo, err = p.startRegistry(); err != nil {
-			return err
-		}
-		return p.make(ctx, "images", "REGISTRY="+repo, "OVERLAY="+e2eOverlay)
-	}); err != nil {
+	if p.repo, err = p.startRegistry(); err != nil {
 		return p, err
 	}
-	if err := timer.run("install: make deploy", func() error {
-		// The test bed's kubelet keeps its state under the node's directory.
-		return p.make(ctx, "deploy", "OVERLAY="+e2eOverlay, "KUBELET_ROOT="+n.KubeletRoot)
-	}); err != nil {
-		return p, err
-	}
-	if err := timer.run("install: certificates issued, caBundle injected, all Ready", func() error { return p.waitInstalled(ctx) }); err != nil {
+	if err := p.deploy(ctx, timer, "install", n.KubeletRoot); err != nil {
 		return p, err
 	}
 	var secret corev1.Secret
@@ -93,6 +83,24 @@ func install(ctx context.Context, timer *phases, work string, n *node.Node) (*pr
 	}
 	p.proxyCA = secret.Data["ca.crt"]
 	return p, nil
+}
+
+// deploy builds and pushes the images of p.src with make images, applies them with make deploy,
+// and waits until cert-manager, cainjector and the rollout are done: an install, or an upgrade
+// over an earlier one.
+func (p *product) deploy(ctx context.Context, timer *phases, step, kubeletRoot string) error {
+	if err := timer.run(step+": make images into the test bed's registry", func() error {
+		return p.make(ctx, "images", "REGISTRY="+p.repo, "OVERLAY="+e2eOverlay)
+	}); err != nil {
+		return err
+	}
+	if err := timer.run(step+": make deploy", func() error {
+		// The test bed's kubelet keeps its state under the node's directory.
+		return p.make(ctx, "deploy", "OVERLAY="+e2eOverlay, "KUBELET_ROOT="+kubeletRoot)
+	}); err != nil {
+		return err
+	}
+	return timer.run(step+": certificates issued, caBundle injected, all Ready", func() error { return p.waitInstalled(ctx) })
 }
 
 // startRegistry serves an in-memory OCI registry on loopback for the product images; the
@@ -109,18 +117,15 @@ func (p *product) startRegistry() (string, error) {
 
 // make runs a make target at the repository root, its output in the product's log directory.
 func (p *product) make(ctx context.Context, target string, vars ...string) error {
-	root, err := clients.RepoRoot()
-	if err != nil {
-		return err
-	}
 	logPath := filepath.Join(p.dir, "make-"+target+".log")
-	out, err := os.Create(logPath)
+	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
 	cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory", target}, vars...)...)
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = root, p.env, out, out
+	fmt.Fprintf(out, "==== make %s %s in %s\n", target, strings.Join(vars, " "), p.src)
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = p.src, p.env, out, out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("make %s %s: %w; last lines of %s:\n%s", target, strings.Join(vars, " "), err, logPath, node.Tail(logPath, 30))
 	}
@@ -189,7 +194,8 @@ func (p *product) workloadsReady(ctx context.Context) (bool, error) {
 		if d.Spec.Replicas != nil {
 			want = *d.Spec.Replicas
 		}
-		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != want || d.Status.ReadyReplicas != want {
+		// Replicas counts old pods too: equal to want once a rollout has removed them.
+		if d.Status.ObservedGeneration < d.Generation || d.Status.Replicas != want || d.Status.UpdatedReplicas != want || d.Status.ReadyReplicas != want {
 			return false, nil
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +17,7 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/test/clients"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
 	"github.com/alauda/harbor-connector/test/node"
 )
@@ -79,7 +82,20 @@ func setUp(ctx context.Context, timer *phases) (*world, error) {
 	}); err != nil {
 		return w, err
 	}
-	if w.product, err = install(ctx, timer, w.work, w.node); err != nil {
+	src, err := clients.RepoRoot()
+	if err != nil {
+		return w, err
+	}
+	if installFrom != "" {
+		// Day 2: the cluster starts with an earlier build, which the suite then upgrades.
+		if err := timer.run("checkout of the earlier build "+installFrom[:12], func() error {
+			src, err = checkoutRevision(ctx, src, installFrom, filepath.Join(w.work, "earlier"))
+			return err
+		}); err != nil {
+			return w, err
+		}
+	}
+	if w.product, err = install(ctx, timer, w.work, w.node, src); err != nil {
 		return w, err
 	}
 	if err := timer.run("images: push app and crane to Harbor", func() error { return w.pushImages(ctx, crane) }); err != nil {
@@ -89,6 +105,25 @@ func setUp(ctx context.Context, timer *phases) (*world, error) {
 		return w, err
 	}
 	return w, nil
+}
+
+// installFrom is the revision the suite installs first; "" is this checkout. The day-2 suite
+// sets an earlier one and upgrades from it (day2_test.go).
+var installFrom string
+
+// checkoutRevision clones repo into dir sharing its objects (nothing is added to repo) and
+// checks out rev: the checkout make builds and deploys the earlier product from (make images
+// dates and labels the images from its git history).
+func checkoutRevision(ctx context.Context, repo, rev, dir string) (string, error) {
+	for _, args := range [][]string{
+		{"clone", "--quiet", "--shared", "--no-checkout", repo, dir},
+		{"-C", dir, "checkout", "--quiet", "--detach", rev},
+	} {
+		if out, err := exec.CommandContext(ctx, "git", args...).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("git %s (the repository's history is needed: a full clone): %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return dir, nil
 }
 
 func (w *world) startHarbor() error {

@@ -76,6 +76,8 @@ type Server struct {
 	issued              []string
 	sessionsMu          sync.Mutex
 	sessionIDs          map[string]bool
+	// outage: the addresses served, and what SetDown closes and reopens (outage.go).
+	outage outage
 }
 
 // Start runs a test Harbor until Close.
@@ -116,7 +118,7 @@ func Start(opts Options) (*Server, error) {
 		if s.leaf, err = s.ca.Issue(hosts...); err != nil {
 			return nil, err
 		}
-		s.listener = tls.NewListener(s.listener, &tls.Config{Certificates: []tls.Certificate{s.leaf.TLS}, MinVersion: tls.VersionTLS12})
+		s.listener = s.withTLS(s.listener)
 		scheme = "https"
 	}
 	host := opts.ExternalHost
@@ -146,8 +148,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	// As behind Harbor's nginx: paths are normalised before routing, and core sets its session
 	// cookie (front.go).
-	s.http = &http.Server{Handler: nginxFront(s.sessions(s.routes())), ReadHeaderTimeout: 10 * time.Second, ErrorLog: serverLog()}
-	go func() { _ = s.http.Serve(s.listener) }()
+	s.http = &http.Server{Handler: nginxFront(s.sessions(s.routes())), ReadHeaderTimeout: 10 * time.Second, ErrorLog: serverLog(),
+		ConnState: s.outage.track}
+	s.serve(s.listener)
 	return s, nil
 }
 
@@ -160,11 +163,22 @@ func (s *Server) ServeAlso(ip string) error {
 	if err != nil {
 		return fmt.Errorf("test Harbor on %s: %w", ip, err)
 	}
-	if s.leaf != nil {
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{s.leaf.TLS}, MinVersion: tls.VersionTLS12})
-	}
-	go func() { _ = s.http.Serve(l) }()
+	s.serve(s.withTLS(l))
 	return nil
+}
+
+// withTLS wraps l in the Harbor's TLS when it serves HTTPS.
+func (s *Server) withTLS(l net.Listener) net.Listener {
+	if s.leaf == nil {
+		return l
+	}
+	return tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{s.leaf.TLS}, MinVersion: tls.VersionTLS12})
+}
+
+// serve serves l until Close (or an outage, which reopens its address).
+func (s *Server) serve(l net.Listener) {
+	s.outage.add(l)
+	go func() { _ = s.http.Serve(l) }()
 }
 
 // URL is the Harbor's base URL, e.g. https://127.0.0.1:43121.
@@ -210,6 +224,14 @@ func (s *Server) AddRobot(project, name string, actions ...string) (username, se
 	defer s.accounts.mu.Unlock()
 	s.accounts.users[username] = &account{password: secret, robot: true, grants: map[string][]string{project: actions}}
 	return username, secret
+}
+
+// RemoveAccount deletes a user or robot account: its credentials are refused from then on, as
+// after deleting a robot in Harbor (tokens it was issued stay valid until they expire).
+func (s *Server) RemoveAccount(username string) {
+	s.accounts.mu.Lock()
+	defer s.accounts.mu.Unlock()
+	delete(s.accounts.users, username)
 }
 
 // StorageAuthRefused counts requests the object store refused because they carried
