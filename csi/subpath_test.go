@@ -115,37 +115,50 @@ func TestWriteInPlaceKeepsTheDirectory(t *testing.T) {
 	assert.True(t, os.SameFile(file, again), "unchanged content is not rewritten")
 }
 
-// The webhook's mount: the directory, bind-mounted as the kubelet does at container start,
-// shows the renewed CA after a republish.
+// The webhook's mount: the directory, bind-mounted as the kubelet does (bindTarget stands for its
+// volume-subpaths/<volume>/<container>/<index>), shows the renewed CA after a republish, and the
+// container runtime can still bind that target into a container created after the republish.
 func TestDirectorySubPathMountFollowsRenewal(t *testing.T) {
 	target, resolved, first, second, renew := subPathRenewal(t, policies.DirContainersCA)
 	assert.Equal(t, filepath.Join(target, policies.DirContainersCA), resolved, "nothing to resolve: no link into ..data")
-	certsDir := t.TempDir() // /etc/containers/certs.d/<host> in the container
-	bindMount(t, resolved, certsDir)
-	assert.Equal(t, string(first), readString(t, filepath.Join(certsDir, policies.FileCACert)))
+	bindTarget := t.TempDir()
+	bindMount(t, resolved, bindTarget)
+	assert.Equal(t, string(first), readString(t, filepath.Join(bindTarget, policies.FileCACert)))
 
 	renew()
-	assert.Equal(t, string(second), readString(t, filepath.Join(certsDir, policies.FileCACert)), "the mounted directory shows the renewed CA")
-	entries, err := os.ReadDir(certsDir)
+	assert.Equal(t, string(second), readString(t, filepath.Join(bindTarget, policies.FileCACert)), "the mounted directory shows the renewed CA")
+	entries, err := os.ReadDir(bindTarget)
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "containers/image finds only ca.crt")
+	inContainer := t.TempDir() // /etc/containers/certs.d/<host>
+	bindMount(t, bindTarget, inContainer)
+	assert.Equal(t, string(second), readString(t, filepath.Join(inContainer, policies.FileCACert)))
 }
 
 // Why the webhook no longer mounts the file (the mount of earlier versions, which pods created
 // by them keep): the kubelet binds the file ca.crt resolved to, inside one ..data generation,
-// and that file stays what the container sees after the republish removed it. ca.crt itself
-// shows the renewed CA, which is what a restarted container gets (the kubelet binds again when
-// the subPath resolves to another file).
+// and that file stays what a running container sees after the republish removed it; a container
+// the runtime creates from that bind target after the republish does not start at all (a bind
+// of a mount whose file was unlinked fails with ENOENT: kubernetes/kubernetes#68211, #127602).
+// ca.crt itself shows the renewed CA, which is what the kubelet binds when it prepares the
+// subPath again.
 func TestFileSubPathMountIsStaleAfterRenewal(t *testing.T) {
 	target, resolved, first, second, renew := subPathRenewal(t, policies.FileCACert)
 	assert.Contains(t, resolved, "..data_", "the file resolves into one generation")
-	caFile := filepath.Join(t.TempDir(), "ca.crt") // /etc/containers/certs.d/<host>/ca.crt
-	require.NoError(t, os.WriteFile(caFile, nil, 0o644))
-	bindMount(t, resolved, caFile)
+	bindTarget := filepath.Join(t.TempDir(), "0")
+	require.NoError(t, os.WriteFile(bindTarget, nil, 0o644))
+	bindMount(t, resolved, bindTarget)
 
 	renew()
 	_, err := os.Stat(resolved)
 	assert.True(t, os.IsNotExist(err), "the republish removed the old generation")
-	assert.Equal(t, string(first), readString(t, caFile), "the file mount keeps the old CA")
+	assert.Equal(t, string(first), readString(t, bindTarget), "the file mount keeps the old CA")
 	assert.Equal(t, string(second), readString(t, filepath.Join(target, policies.FileCACert)))
+	inContainer := filepath.Join(t.TempDir(), "ca.crt") // /etc/containers/certs.d/<host>/ca.crt
+	require.NoError(t, os.WriteFile(inContainer, nil, 0o644))
+	err = unix.Mount(bindTarget, inContainer, "", unix.MS_BIND, "")
+	if err == nil {
+		_ = unix.Unmount(inContainer, unix.MNT_DETACH)
+	}
+	assert.ErrorIs(t, err, unix.ENOENT, "a container created after the republish cannot mount the file")
 }
