@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -138,6 +139,10 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		}
 	}
 	if err := WriteAtomically(req.GetTargetPath(), files); err != nil {
+		return nil, status.Errorf(codes.Internal, "writing files: %v", err)
+	}
+	// The CA for containers/image, outside ..data: the webhook mounts its directory by subPath.
+	if err := WriteInPlace(filepath.Join(req.GetTargetPath(), policies.DirContainersCA), policies.FileCACert, bundle); err != nil {
 		return nil, status.Errorf(codes.Internal, "writing files: %v", err)
 	}
 	return &csi.NodePublishVolumeResponse{}, nil

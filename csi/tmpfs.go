@@ -13,7 +13,7 @@ import (
 // it would outlive the pod in backups, snapshots and reused disks).
 //
 // The size caps what one volume can pin in node memory; a volume holds a token, a few small
-// configuration files and the CA bundle twice (ca.crt and certs/), far below it.
+// configuration files and the CA bundle a few times (ca.crt, certs/, containers-ca/), far below it.
 const tmpfsOptions = "size=8m,mode=0755"
 
 // mountTmpfs mounts a tmpfs on dir unless one already is (a republish).

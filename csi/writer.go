@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,6 +53,46 @@ func WriteAtomically(dir string, files map[string][]byte) error {
 	}
 	if old != "" && old != stamp {
 		_ = os.RemoveAll(filepath.Join(dir, old))
+	}
+	return nil
+}
+
+// WriteInPlace makes dir/name hold data, where dir is a real directory that is created once and
+// never replaced (not a link into ..data): a bind mount of dir, which is what the kubelet makes of
+// a subPath mount of a directory, sees every update. data goes to a temporary file in dir that is
+// renamed over name, so a reader opens the old file or the new one, never a part of either. The
+// temporary name, ".<name>.<random>.tmp", ends in none of the suffixes containers/image reads in
+// a certs.d directory (.crt, .cert, .key).
+func WriteInPlace(dir, name string, data []byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	target := filepath.Join(dir, name)
+	if cur, err := os.ReadFile(target); err == nil && bytes.Equal(cur, data) {
+		return nil
+	}
+	// Left by a publish that failed between writing and renaming.
+	stale, _ := filepath.Glob(filepath.Join(dir, "."+name+".*.tmp"))
+	for _, s := range stale {
+		_ = os.Remove(s)
+	}
+	tmp, err := os.CreateTemp(dir, "."+name+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o644) // as WriteAtomically's files: readable whatever the pod's UID
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), target)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("replacing %s: %w", target, err)
 	}
 	return nil
 }

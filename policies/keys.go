@@ -91,8 +91,15 @@ const (
 	FileCACert = "ca.crt"
 	// DirCerts holds the CA under its OpenSSL hash name, for SSL_CERT_DIR.
 	DirCerts = "certs"
+	// DirContainersCA holds only the CA bundle, as FileCACert, for containers/image, which
+	// reads every *.crt, *.cert and *.key of a registry's certs.d directory. The CSI driver
+	// keeps it a real directory at the volume's top level, outside the ..data swap, and replaces
+	// the file in it by rename, so the webhook's subPath mount of the directory follows every
+	// re-render (a subPath mount of a file keeps the file it resolved at container start).
+	DirContainersCA = "containers-ca"
 	// ContainersCertsDir is where containers/image (skopeo, buildah, podman) looks for a
-	// registry's CA: <dir>/<host[:port]>/ca.crt.
+	// registry's CA: <dir>/<host[:port]>/*.crt. The webhook mounts DirContainersCA at
+	// <dir>/<host[:port]> for each connector host.
 	ContainersCertsDir = "/etc/containers/certs.d"
 	// SystemCertDir is the system CA directory kept first in SSL_CERT_DIR.
 	SystemCertDir = "/etc/ssl/certs"

@@ -50,6 +50,10 @@ type Workload struct {
 	Namespace string
 	Meta      *metav1.ObjectMeta
 	Spec      *corev1.PodSpec
+	// Stored is the stored object's pod spec on UPDATE (nil on CREATE). A Pod's containers and
+	// a Job's template cannot change, so the mounts an earlier version injected are kept in the
+	// shape that version gave them (legacyCAFileMount).
+	Stored *corev1.PodSpec
 }
 
 // Status is the JSON in AnnotationStatus.
@@ -105,7 +109,7 @@ func Inject(cfg InjectionConfig, w Workload, connectors []ResolvedConnector, par
 			return out, err
 		}
 		for _, c := range containers {
-			if err := injectMounts(c, hosts); err != nil {
+			if err := injectMounts(c, hosts, w.Stored); err != nil {
 				return out, err
 			}
 		}
@@ -226,14 +230,21 @@ func injectVolume(spec *corev1.PodSpec, connectors []string) error {
 	return nil
 }
 
-// injectMounts mounts the volume at MountPath, and its CA file where containers/image looks
-// for each connector host's CA (subPath: does not follow re-renders, acceptable for a CA,
-// which rotates with an overlap).
-func injectMounts(c namedContainer, hosts map[string]hostEntry) error {
+// injectMounts mounts the volume at MountPath, and its DirContainersCA directory where
+// containers/image looks for each connector host's CA. The directory, not its file: a subPath
+// mount binds what the subPath resolves to when the container starts, and the CSI driver
+// replaces files inside that directory by rename, so a directory mount follows CA renewals
+// where a file mount would keep the old CA. stored is the stored pod spec on UPDATE, whose
+// legacy file mounts are kept (legacyCAFileMount).
+func injectMounts(c namedContainer, hosts map[string]hostEntry, stored *corev1.PodSpec) error {
 	want := []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath, ReadOnly: true}}
 	for _, h := range sortedHosts(hosts) {
-		want = append(want, corev1.VolumeMount{Name: VolumeName, ReadOnly: true, SubPath: FileCACert,
-			MountPath: path.Join(ContainersCertsDir, h, FileCACert)})
+		if legacy, ok := legacyCAFileMount(stored, c.Name, h); ok {
+			want = append(want, legacy)
+			continue
+		}
+		want = append(want, corev1.VolumeMount{Name: VolumeName, ReadOnly: true, SubPath: DirContainersCA,
+			MountPath: path.Join(ContainersCertsDir, h)})
 	}
 	// Drop our own mounts (a copied spec may carry another connector set), keep the user's.
 	kept := c.VolumeMounts[:0:0]
@@ -242,14 +253,43 @@ func injectMounts(c namedContainer, hosts map[string]hostEntry) error {
 			continue
 		}
 		for _, w := range want {
-			if m.MountPath == w.MountPath {
-				return fmt.Errorf("%s %q already mounts volume %q at %s, where harbor-connector mounts its files: move that mount", c.kind, c.Name, m.Name, w.MountPath)
+			if mountsClash(m, w) {
+				return fmt.Errorf("%s %q already mounts volume %q at %s, in the way of harbor-connector's mount at %s: move that mount", c.kind, c.Name, m.Name, m.MountPath, w.MountPath)
 			}
 		}
 		kept = append(kept, m)
 	}
 	c.VolumeMounts = append(kept, want...)
 	return nil
+}
+
+// mountsClash reports whether a user's mount takes the place of one of ours, or lands inside our
+// CA directory, where it would need a mount point in the read-only volume (the container would
+// not start) or add files that containers/image reads as the host's CAs or client keys.
+func mountsClash(user, ours corev1.VolumeMount) bool {
+	p := path.Clean(user.MountPath)
+	return p == ours.MountPath || ours.SubPath == DirContainersCA && strings.HasPrefix(p, ours.MountPath+"/")
+}
+
+// legacyCAFileMount finds, in the stored pod spec, the mount of the volume's FileCACert file at
+// <ContainersCertsDir>/<host>/ca.crt that versions before the DirContainersCA mount injected
+// into the named container (init containers and containers share one name space). The CSI driver
+// still renders FileCACert for such pods.
+func legacyCAFileMount(stored *corev1.PodSpec, container, host string) (corev1.VolumeMount, bool) {
+	if stored == nil {
+		return corev1.VolumeMount{}, false
+	}
+	for _, c := range allContainers(stored) {
+		if c.Name != container {
+			continue
+		}
+		for _, m := range c.VolumeMounts {
+			if m.Name == VolumeName && m.SubPath == FileCACert && m.MountPath == path.Join(ContainersCertsDir, host, FileCACert) {
+				return m, true
+			}
+		}
+	}
+	return corev1.VolumeMount{}, false
 }
 
 func sortedHosts(hosts map[string]hostEntry) []string {

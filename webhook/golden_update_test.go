@@ -21,6 +21,9 @@ import (
 // update a client sends, as a JSON patch of the stored object.
 type updateCase struct {
 	Create json.RawMessage `json:"create"`
+	// Stored is an RFC 6902 JSON patch turning the CREATE output into the object as an earlier
+	// version of the webhook stored it.
+	Stored json.RawMessage `json:"stored,omitempty"`
 	// Remove lists connectors ("<ns>/<name>") deleted before the update.
 	Remove []string `json:"remove,omitempty"`
 	// Relabel replaces the labels of namespaces before the update (visibility lost).
@@ -79,6 +82,13 @@ func TestGoldenUpdate(t *testing.T) {
 			created, stored := admit(t, handler(base), admissionv1.Create, raw, nil, ns)
 			require.True(t, created.Allowed, "the object must be admitted at CREATE: %v", created.Result)
 			require.NotEmpty(t, created.Patches, "the object must be mutated at CREATE")
+			if tc.Stored != nil {
+				earlier, err := jsonpatch.DecodePatch(mustYAMLToJSON(t, tc.Stored))
+				require.NoError(t, err)
+				stored, err = earlier.Apply(stored)
+				require.NoError(t, err)
+				stored = canonical(t, kind, stored)
+			}
 
 			later := world
 			later.Connectors = nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -71,10 +72,12 @@ func (m *mutation) respond(ctx context.Context, req admission.Request, obj any, 
 	}
 	// What the update changes, read before Inject rewrites the object in place.
 	var changed []string
+	var stored *corev1.PodSpec
 	if req.Operation == admissionv1.Update && old != nil {
 		changed = changedFacts(cur, *old)
+		stored = old.spec
 	}
-	outcome, err := m.injector.Inject(ctx, req.Namespace, podMeta, cur.spec)
+	outcome, err := m.injector.Inject(ctx, req.Namespace, podMeta, cur.spec, stored)
 	for reason, n := range outcome.Skipped {
 		skips.WithLabelValues(reason).Add(float64(n))
 	}

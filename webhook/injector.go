@@ -39,8 +39,8 @@ func IsDenial(err error) bool {
 
 // Inject mutates a pod's metadata and spec in place for the connectors its annotation names.
 // namespace is the AdmissionRequest's (a controller-created Pod's own namespace field may be
-// empty).
-func (in *Injector) Inject(ctx context.Context, namespace string, podMeta *metav1.ObjectMeta, spec *corev1.PodSpec) (policies.Outcome, error) {
+// empty); stored is the stored object's pod spec on UPDATE, nil on CREATE.
+func (in *Injector) Inject(ctx context.Context, namespace string, podMeta *metav1.ObjectMeta, spec, stored *corev1.PodSpec) (policies.Outcome, error) {
 	refs, err := policies.ParseConnectorAnnotation(podMeta.Annotations[policies.AnnotationConnector], namespace)
 	if err != nil {
 		return policies.Outcome{}, deny("%v", err)
@@ -54,7 +54,7 @@ func (in *Injector) Inject(ctx context.Context, namespace string, podMeta *metav
 	if err != nil {
 		return policies.Outcome{}, err
 	}
-	outcome, err := policies.Inject(in.Config, policies.Workload{Namespace: namespace, Meta: podMeta, Spec: spec}, connectors, parts)
+	outcome, err := policies.Inject(in.Config, policies.Workload{Namespace: namespace, Meta: podMeta, Spec: spec, Stored: stored}, connectors, parts)
 	if err != nil {
 		return outcome, deny("%v", err)
 	}

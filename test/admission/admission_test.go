@@ -352,3 +352,34 @@ func TestUpdateAfterConnectorDeleted(t *testing.T) {
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "Warning: admitted unchanged: annotation connectors.cpaas.io/connector names connector "+ns+"/harbor, which does not exist")
 }
+
+// A Pod an earlier version mutated mounts the CA file (subPath ca.crt) at
+// certs.d/<host>/ca.crt, where this version mounts the CA directory. A Pod's containers cannot
+// change, so the re-mutation of its updates keeps that mount: otherwise the API server would
+// refuse every update of it, the Job controller's finalizer removal included.
+func TestEarlierVersionsPodKeepsItsCAFileMount(t *testing.T) {
+	ctx := context.Background()
+	// Not opted in, so the Pod is stored as the earlier version left it. Its own annotation map:
+	// Inject writes into it.
+	ns := namespace(t, nil)
+	p := pod(ns, "earlier", nil, map[string]string{policies.AnnotationConnector: "harbor"}, harborImage)
+	p.Finalizers = []string{"batch.kubernetes.io/job-tracking"}
+	_, err := policies.Inject(injection, policies.Workload{Namespace: ns, Meta: &p.ObjectMeta, Spec: &p.Spec},
+		[]policies.ResolvedConnector{{Ref: policies.ConnectorRef{Namespace: ns, Name: "harbor"}, Address: "https://harbor.example.com"}}, policies.AllParts)
+	require.NoError(t, err)
+	mounts := p.Spec.Containers[0].VolumeMounts
+	require.Len(t, mounts, 2)
+	require.Equal(t, policies.DirContainersCA, mounts[1].SubPath)
+	mounts[1].SubPath, mounts[1].MountPath = policies.FileCACert, mounts[1].MountPath+"/"+policies.FileCACert
+	must(t, k8s.Create(ctx, p))
+	legacy := p.Spec.Containers[0].VolumeMounts
+
+	// The object opt-in label brings the update to the Pod webhook at once (a namespace label
+	// reaches the API server's webhook selector through its informer).
+	before := counter("Pod", "UPDATE", "unchanged")
+	p.Labels[policies.LabelProxyInject] = "true"
+	p.Finalizers = nil
+	require.NoError(t, k8s.Update(ctx, p), "removing the finalizer must be admitted")
+	assert.Equal(t, before+1, counter("Pod", "UPDATE", "unchanged"), "the Pod webhook re-mutated the update with an empty patch")
+	assert.Equal(t, legacy, p.Spec.Containers[0].VolumeMounts)
+}
