@@ -139,6 +139,16 @@ images:
 		"--set", "images.csiDriver=registry.example.com/hc/csi-driver@"+digestC)
 	assert.Empty(t, diffRenders(want, got))
 	assert.Equal(t, "registry.example.com/hc/proxy:v9", container(t, byKey(got), nodeDaemonSet)["image"], "the node pull listener runs the proxy's image")
+
+	// make chart from the overlay make images writes: its images become the defaults.
+	version, err := ProductVersion(repo)
+	require.NoError(t, err)
+	chart, err := GenerateFrom(mem, "/repo", "config/overlays/images-test", "config/prometheus", version)
+	require.NoError(t, err)
+	dir := filepath.Join(t.TempDir(), "harbor-connector")
+	require.NoError(t, chart.Write(dir))
+	assert.Empty(t, diffRenders(want, render(t, dir)))
+	assert.Contains(t, chart["values.yaml"], "\n  manager: registry.example.com/hc/manager@"+digestA+"\n")
 }
 
 // namespaces.* move every object and every reference to a namespace: DNS names in the

@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,30 +28,25 @@ var repo = func() string {
 	return p
 }()
 
-var (
-	helmOnce sync.Once
-	helmPath string
-	helmErr  error
-)
-
 // helmBin is the real helm CLI, built from the module proxy by test/tools/helm.sh (cached).
 func helmBin(t *testing.T) string {
 	t.Helper()
-	helmOnce.Do(func() {
-		cmd := exec.Command("bash", filepath.Join(repo, "test", "tools", "helm.sh"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			helmErr = fmt.Errorf("test/tools/helm.sh: %v\n%s", err, stderr.String())
-			return
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		helmPath = lines[len(lines)-1]
-	})
-	require.NoError(t, helmErr)
-	return helmPath
+	path, err := buildHelm()
+	require.NoError(t, err)
+	return path
 }
+
+var buildHelm = sync.OnceValues(func() (string, error) {
+	cmd := exec.Command("bash", filepath.Join(repo, "test", "tools", "helm.sh"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("test/tools/helm.sh: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1], nil
+})
 
 // helm runs the helm CLI with a private home (no repositories, no plugins) and returns its
 // standard output.
@@ -67,28 +63,27 @@ func helm(t *testing.T, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-var (
-	chartOnce sync.Once
-	chartDir  string
-	chartErr  error
-)
-
 // defaultChart is the chart generated from the repository's config/default and
 // config/prometheus, as make chart generates it, in a folder shared by the tests.
 func defaultChart(t *testing.T) string {
 	t.Helper()
-	chartOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "harbor-connector-chart-")
-		if err != nil {
-			chartErr = err
-			return
-		}
-		chartDir = filepath.Join(dir, "harbor-connector")
-		chartErr = writeChart(filesys.MakeFsOnDisk(), repo, chartDir)
-	})
-	require.NoError(t, chartErr)
-	return chartDir
+	dir, err := generateDefaultChart()
+	require.NoError(t, err)
+	return dir
 }
+
+// chartParent is the folder defaultChart writes into, removed by TestMain.
+var chartParent string
+
+var generateDefaultChart = sync.OnceValues(func() (string, error) {
+	parent, err := os.MkdirTemp("", "harbor-connector-chart-")
+	if err != nil {
+		return "", err
+	}
+	chartParent = parent
+	dir := filepath.Join(parent, "harbor-connector")
+	return dir, writeChart(filesys.MakeFsOnDisk(), repo, dir)
+})
 
 func writeChart(fsys filesys.FileSystem, root, dir string) error {
 	version, err := ProductVersion(repo)
@@ -104,8 +99,8 @@ func writeChart(fsys filesys.FileSystem, root, dir string) error {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if chartDir != "" {
-		_ = os.RemoveAll(filepath.Dir(chartDir))
+	if chartParent != "" {
+		_ = os.RemoveAll(chartParent)
 	}
 	os.Exit(code)
 }
@@ -166,14 +161,7 @@ func byKey(objs []object) map[string]object {
 	return out
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // diffRenders lists how two renders differ, object by object in kind/namespace/name order: an
 // object only in one of them, or the first differing paths of an object in both.
