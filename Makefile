@@ -16,7 +16,7 @@ MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
 
-.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy fmt vet
+.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy chart install-file helm fmt vet
 
 all: build
 
@@ -130,3 +130,17 @@ deploy: ## Apply the install to the current kubeconfig (cert-manager and trust-m
 
 undeploy:
 	kubectl delete --ignore-not-found -k config/default
+
+# make chart and make install-file render what make deploy applies: $(OVERLAY) when make images
+# REGISTRY=... wrote it, else config/default. Their generator is the module test/tools/helm
+# (kustomize's Go API); its tests: cd test/tools/helm && go test ./...
+INSTALL_SOURCE = $(if $(wildcard $(OVERLAY)/kustomization.yaml),$(OVERLAY),config/default)
+
+chart: ## The Helm chart, generated from config/ ($(OVERLAY) if make images wrote it, else config/default) into bin/chart/harbor-connector: README "Install with Helm".
+	go -C test/tools/helm run . -repo "$(CURDIR)" -config "$(INSTALL_SOURCE)" -chart $(BIN)/chart/harbor-connector
+
+install-file: ## The install as one file, bin/harbor-connector.yaml, for kubectl apply --server-side -f: the kustomize render of $(OVERLAY) if make images wrote it, else config/default.
+	go -C test/tools/helm run . -repo "$(CURDIR)" -config "$(INSTALL_SOURCE)" -install-file $(BIN)/harbor-connector.yaml
+
+helm: ## Build the helm CLI (HELM_VERSION in test/tools/versions.env) from the module proxy into the cache and print its path.
+	@test/tools/helm.sh
