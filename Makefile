@@ -68,8 +68,10 @@ test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites
 	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
 	@$(PHASE) "generated files are up to date" test/tools/check-generated.sh
 	@$(PHASE) "build" go build ./...
-	@$(PHASE) "go vet (also the e2e-tagged suites)" bash -c "go vet ./... && go vet -tags e2e ./test/..."
+	@$(PHASE) "go vet (also the e2e- and day2-tagged suites)" bash -c "go vet ./... && go vet -tags e2e,day2 ./test/..."
 	@$(PHASE) "go test" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -count=1 -timeout 30m ./...
+	@$(PHASE) "helm (built from the module proxy)" test/tools/helm.sh
+	@$(PHASE) "Helm chart: helm lint, default render equals kustomize's (test/tools/helm)" go -C test/tools/helm test -count=1 ./...
 	@$(MAKE) --no-print-directory e2e
 	@$(PHASE) "demo (make demo must keep working)" go run ./test/demo
 	@test/tools/phase.sh --summary

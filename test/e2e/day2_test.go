@@ -195,7 +195,7 @@ func admitDuring(t *testing.T, run string, stop <-chan struct{}) func() ([]*batc
 	}
 }
 
-// productPodRestarts sums the container restarts of the product's pods, by pod name.
+// productPodRestarts sums the container restarts of the product's running pods, by pod name.
 func productPodRestarts(t *testing.T) map[string]int32 {
 	t.Helper()
 	out := map[string]int32{}
@@ -203,6 +203,9 @@ func productPodRestarts(t *testing.T) map[string]int32 {
 		var pods corev1.PodList
 		require.NoError(t, w.node.Client.List(context.Background(), &pods, client.InNamespace(ns)))
 		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil {
+				continue // a rollout's leftover, going away
+			}
 			for _, cs := range p.Status.ContainerStatuses {
 				out[p.Namespace+"/"+p.Name] += cs.RestartCount
 			}
