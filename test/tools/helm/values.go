@@ -36,7 +36,7 @@ var valuesTemplate = template.Must(template.New("values").Parse(`# Values of the
 # Prerequisites as for the kustomize install (README "Install on a cluster"): cert-manager, and
 # trust-manager running with --trust-namespace=<namespaces.system>.
 # The Connector CRD is an ordinary template, not in crds/, so helm upgrade applies its changes
-# (and helm uninstall deletes it, with every Connector). One release per cluster: the CRD,
+# (helm uninstall keeps it and every Connector: helm.sh/resource-policy: keep, from config/crd). One release per cluster: the CRD,
 # webhooks and cluster roles have fixed names. Over an install made with kustomize (make
 # deploy), adopt its objects: helm upgrade --install ... --take-ownership --force-conflicts.
 
