@@ -115,19 +115,25 @@ func (p *product) startRegistry() (string, error) {
 	return l.Addr().String() + "/harbor-connector", nil
 }
 
-// make runs a make target at the repository root, its output in the product's log directory.
+// make runs a make target in p.src, its output in the product's log directory.
 func (p *product) make(ctx context.Context, target string, vars ...string) error {
-	logPath := filepath.Join(p.dir, "make-"+target+".log")
+	return p.run(ctx, "make-"+target, "make", append([]string{"--no-print-directory", target}, vars...)...)
+}
+
+// run runs a command in p.src with the test bed's KUBECONFIG and kubectl, its output appended
+// to <log>.log in the product's log directory.
+func (p *product) run(ctx context.Context, log, name string, args ...string) error {
+	logPath := filepath.Join(p.dir, log+".log")
 	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory", target}, vars...)...)
-	fmt.Fprintf(out, "==== make %s %s in %s\n", target, strings.Join(vars, " "), p.src)
+	fmt.Fprintf(out, "==== %s %s in %s\n", name, strings.Join(args, " "), p.src)
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = p.src, p.env, out, out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("make %s %s: %w; last lines of %s:\n%s", target, strings.Join(vars, " "), err, logPath, node.Tail(logPath, 30))
+		return fmt.Errorf("%s %s: %w; last lines of %s:\n%s", name, strings.Join(args, " "), err, logPath, node.Tail(logPath, 30))
 	}
 	return nil
 }
