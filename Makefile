@@ -135,8 +135,16 @@ export KUBELET_ROOT
 deploy: ## Apply the install to the current kubeconfig (cert-manager and trust-manager first: README "Install on a cluster"): the overlay make images REGISTRY=... wrote ($(OVERLAY)), else config/default.
 	@test/tools/deploy.sh
 
-undeploy:
-	kubectl delete --ignore-not-found -k config/default
+# make undeploy: DELETE_CRD=true also deletes the Connector CRD and so every Connector; FORCE=true
+# uninstalls although workloads the webhook mutated still run; WAIT=false does not wait for the
+# namespaces to terminate (README "Uninstall").
+DELETE_CRD ?=
+FORCE ?=
+WAIT ?=
+export DELETE_CRD FORCE WAIT
+
+undeploy: ## Remove the install from the current kubeconfig, except the Connector CRD (DELETE_CRD=true: it too); refuses while mutated workloads run (FORCE=true).
+	@test/tools/undeploy.sh
 
 # make chart and make install-file render what make deploy applies: $(OVERLAY) when make images
 # REGISTRY=... wrote it, else config/default. Their generator is the module test/tools/helm
