@@ -78,19 +78,25 @@ func CheckConnectorAccess(ctx context.Context, cfg *rest.Config) error {
 		}
 	}
 	// The aggregation is asynchronous on a real cluster: wait until the API server's authorizer
-	// lets the editor create Connectors.
+	// gives each role what it will be checked for.
+	aggregated := []authorizationv1.SubjectAccessReviewSpec{
+		{User: AccessEditor, ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: home, Verb: "create", Group: v1alpha1.GroupVersion.Group, Resource: "connectors"}},
+		{User: AccessAdmin, ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: home, Verb: "create", Group: v1alpha1.GroupVersion.Group, Resource: "connectors"}},
+		{User: AccessViewer, ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: home, Verb: "list", Group: v1alpha1.GroupVersion.Group, Resource: "connectors"}},
+	}
 	deadline := time.Now().Add(time.Minute)
-	for {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: AccessEditor,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: home, Verb: "create", Group: v1alpha1.GroupVersion.Group, Resource: "connectors"}}}
+	for len(aggregated) > 0 {
+		sar := &authorizationv1.SubjectAccessReview{Spec: aggregated[0]}
 		if err := admin.Create(ctx, sar); err != nil {
 			return err
 		}
 		if sar.Status.Allowed {
-			break
+			aggregated = aggregated[1:]
+			continue
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after a minute the built-in ClusterRole edit still does not let %s create connectors in %s: are the install's aggregated ClusterRoles applied, and does the clusterrole-aggregation controller run?", AccessEditor, home)
+			return fmt.Errorf("after a minute the built-in ClusterRoles still do not let %s %s connectors in %s: are the install's aggregated ClusterRoles applied, and does kube-controller-manager's clusterrole-aggregation controller run?",
+				sar.Spec.User, sar.Spec.ResourceAttributes.Verb, home)
 		}
 		select {
 		case <-ctx.Done():
