@@ -16,7 +16,7 @@ MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
 
-.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy chart install-file helm fmt vet
+.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy chart install-file helm fmt vet alerts
 
 all: build
 
@@ -72,6 +72,7 @@ test: ## Everything CI runs: generated files fresh, vet, unit and envtest suites
 	@$(PHASE) "go test" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -count=1 -timeout 30m ./...
 	@$(PHASE) "helm (built from the module proxy)" test/tools/helm.sh
 	@$(PHASE) "Helm chart: helm lint, default render equals kustomize's (test/tools/helm)" go -C test/tools/helm test -count=1 ./...
+	@$(PHASE) "alerting rules (test/tools/promrules, a module of its own: Prometheus's rule parser, the binaries' registries)" $(MAKE) --no-print-directory alerts
 	@$(MAKE) --no-print-directory e2e
 	@$(PHASE) "demo (make demo must keep working)" go run ./test/demo
 	@test/tools/phase.sh --summary
@@ -99,6 +100,10 @@ e2e-day2: ## Day 2 on the cluster test bed (root, ~25 min, not in make test): in
 	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
 	@$(PHASE) "e2e-day2: failures, upgrade, rotation on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e,day2 -run '^TestDay2$$' -p 1 -count=1 -v -timeout 60m ./test/e2e/
 	@test/tools/phase.sh --summary
+
+alerts: ## Check config/prometheus/rules.yaml: Prometheus's rule parser, and every metric named is one the manager or the proxy registers (test/tools/promrules, its own module).
+	go -C test/tools/promrules vet ./...
+	go -C test/tools/promrules test -count=1 ./...
 
 node-deps: ## Build containerd 2.x, runc (seccomp) and the CNI plugins into the cache, install busybox-static, build kubelet & co.
 	@test/tools/node-deps.sh >/dev/null
@@ -130,8 +135,16 @@ export KUBELET_ROOT
 deploy: ## Apply the install to the current kubeconfig (cert-manager and trust-manager first: README "Install on a cluster"): the overlay make images REGISTRY=... wrote ($(OVERLAY)), else config/default.
 	@test/tools/deploy.sh
 
-undeploy:
-	kubectl delete --ignore-not-found -k config/default
+# make undeploy: DELETE_CRD=true also deletes the Connector CRD and so every Connector; FORCE=true
+# uninstalls although workloads the webhook mutated still run; WAIT=false does not wait for the
+# namespaces to terminate (README "Uninstall").
+DELETE_CRD ?=
+FORCE ?=
+WAIT ?=
+export DELETE_CRD FORCE WAIT
+
+undeploy: ## Remove the install from the current kubeconfig, except the Connector CRD (DELETE_CRD=true: it too); refuses while mutated workloads run (FORCE=true).
+	@test/tools/undeploy.sh
 
 # make chart and make install-file render what make deploy applies: $(OVERLAY) when make images
 # REGISTRY=... wrote it, else config/default. Their generator is the module test/tools/helm

@@ -95,6 +95,9 @@ func (r *ConnectorReconciler) connectorsForSecret(ctx context.Context, secret cl
 func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var c v1alpha1.Connector
 	if err := r.Client.Get(ctx, req.NamespacedName, &c); err != nil {
+		if apierrors.IsNotFound(err) {
+			connectorReady.set(req.NamespacedName, nil)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	before := c.DeepCopy()
@@ -115,6 +118,7 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !equality.Semantic.DeepEqual(before.Status, c.Status) {
 		if err := r.Client.Status().Patch(ctx, &c, client.MergeFrom(before)); err != nil {
 			if apierrors.IsNotFound(err) {
+				connectorReady.set(req.NamespacedName, nil)
 				return ctrl.Result{}, nil
 			}
 			return ctrl.Result{}, err
@@ -122,6 +126,7 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 
 	ready := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady)
+	connectorReady.set(req.NamespacedName, ready)
 	log.FromContext(ctx).V(1).Info("probed connector", "ready", ready.Status, "reason", ready.Reason)
 	if ready.Status == metav1.ConditionTrue {
 		return ctrl.Result{RequeueAfter: r.ProbeInterval}, nil

@@ -2,7 +2,9 @@ package csi
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,7 +29,10 @@ type Server struct {
 	Log             logr.Logger
 }
 
-// Start implements manager.Runnable.
+// Start implements manager.Runnable. When ctx ends (SIGTERM: a rollout, or the uninstall) it
+// removes what it put on the node: first the registration socket, so the kubelet deregisters
+// the driver, then the CSI socket after in-flight calls finish, then the driver's directory
+// (the Endpoint's, when empty). The kubelet's plugins_registry directory stays.
 func (s *Server) Start(ctx context.Context) error {
 	csiLn, err := listenUnix(s.Endpoint)
 	if err != nil {
@@ -37,21 +42,43 @@ func (s *Server) Start(ctx context.Context) error {
 	csi.RegisterIdentityServer(csiSrv, s.Driver)
 	csi.RegisterNodeServer(csiSrv, s.Driver)
 	go func() { _ = csiSrv.Serve(csiLn) }()
-	defer csiSrv.GracefulStop()
+	defer s.removeNodeFiles(csiSrv, s.Endpoint, filepath.Dir(s.Endpoint))
 
 	if s.RegistrationDir != "" {
-		regLn, err := listenUnix(filepath.Join(s.RegistrationDir, policies.CSIDriverName+"-reg.sock"))
+		regSocket := filepath.Join(s.RegistrationDir, policies.CSIDriverName+"-reg.sock")
+		regLn, err := listenUnix(regSocket)
 		if err != nil {
 			return err
 		}
 		regSrv := grpc.NewServer()
 		registerapi.RegisterRegistrationServer(regSrv, &registration{endpoint: s.Endpoint, log: s.Log})
 		go func() { _ = regSrv.Serve(regLn) }()
-		defer regSrv.Stop()
+		defer s.removeNodeFiles(regSrv, regSocket, "")
 	}
 	s.Log.Info("serving", "endpoint", s.Endpoint, "registration", s.RegistrationDir)
 	<-ctx.Done()
 	return nil
+}
+
+// removeNodeFiles stops srv (gracefully, unless it is the registration server), removes its
+// socket and then dir when dir is empty. Go unlinks a listener's socket when it closes; the
+// explicit removal also covers a socket whose listener was never closed.
+func (s *Server) removeNodeFiles(srv *grpc.Server, socket, dir string) {
+	if dir == "" {
+		srv.Stop()
+	} else {
+		srv.GracefulStop()
+	}
+	if err := os.Remove(socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.Log.Error(err, "removing the socket on shutdown", "socket", socket)
+	}
+	if dir == "" {
+		return
+	}
+	// Only when empty; a directory the DaemonSet mounts itself (busy) stays too.
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.Log.Info("the driver's directory stays on the node", "dir", dir, "reason", err.Error())
+	}
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: every node serves.

@@ -2,6 +2,7 @@ package csi
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -56,4 +57,41 @@ func TestServerRegistersAndServes(t *testing.T) {
 	ni, err := csi.NewNodeClient(node).NodeGetInfo(ctx, &csi.NodeGetInfoRequest{})
 	require.NoError(t, err)
 	assert.Equal(t, "node-1", ni.NodeId)
+}
+
+// On shutdown (SIGTERM) the driver leaves no file of its own on the node: the registration
+// socket (so the kubelet deregisters it), the CSI socket and the driver's directory go; the
+// kubelet's plugins_registry directory and anything else in it stay.
+func TestServerRemovesItsNodeFilesOnShutdown(t *testing.T) {
+	dir := t.TempDir()
+	registry := filepath.Join(dir, "plugins_registry")
+	require.NoError(t, os.MkdirAll(registry, 0o750))
+	other := filepath.Join(registry, "other-driver-reg.sock")
+	require.NoError(t, os.WriteFile(other, nil, 0o600))
+	srv := &Server{Driver: driver(), Endpoint: filepath.Join(dir, "plugins", "connectors-csi", "csi.sock"), RegistrationDir: registry, Log: logr.Discard()}
+	regSocket := filepath.Join(registry, "connectors-csi-reg.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	require.Eventually(t, func() bool {
+		_, errCSI := os.Stat(srv.Endpoint)
+		_, errReg := os.Stat(regSocket)
+		return errCSI == nil && errReg == nil
+	}, 5*time.Second, 20*time.Millisecond, "both sockets are created")
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not stop")
+	}
+	for _, gone := range []string{regSocket, srv.Endpoint, filepath.Dir(srv.Endpoint)} {
+		_, err := os.Stat(gone)
+		assert.True(t, os.IsNotExist(err), "%s is left on the node (%v)", gone, err)
+	}
+	for _, kept := range []string{registry, other, filepath.Join(dir, "plugins")} {
+		_, err := os.Stat(kept)
+		assert.NoError(t, err, "%s is the kubelet's, not the driver's", kept)
+	}
 }

@@ -26,8 +26,14 @@ var (
 		Name: "connectors_proxy_active_streams",
 		Help: "Requests being relayed right now.",
 	})
+	// certificateExpiry is when the serving certificate the TLS listeners present expires, set
+	// at every (re)load: it stays low when cert-manager did not renew or the proxy did not reload.
+	certificateExpiry = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "connectors_proxy_certificate_expiration_timestamp_seconds",
+		Help: "Expiry (Unix seconds) of the serving certificate the proxy's TLS listeners present, updated when the files are reloaded.",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(requestsTotal, bytesTotal, tokenCache, upstreamErrors, activeStreams)
+	metrics.Registry.MustRegister(requestsTotal, bytesTotal, tokenCache, upstreamErrors, activeStreams, certificateExpiry)
 }

@@ -18,7 +18,8 @@ import (
 type Server struct {
 	Addr    string
 	Handler http.Handler
-	// CertFile and KeyFile serve HTTPS, reloaded when the files change (cert-manager renewal).
+	// CertFile and KeyFile serve HTTPS, reloaded when the files change (cert-manager renewal);
+	// the expiry of the certificate served is connectors_proxy_certificate_expiration_timestamp_seconds.
 	// Empty serves plain HTTP (development, and the node-local listener).
 	CertFile, KeyFile string
 	DrainTimeout      time.Duration
@@ -47,6 +48,11 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		watcher.RegisterCallback(func(c tls.Certificate) {
+			if c.Leaf != nil { // tls.X509KeyPair fills it
+				certificateExpiry.Set(float64(c.Leaf.NotAfter.Unix()))
+			}
+		})
 		go func() { _ = watcher.Start(ctx) }()
 		// HTTP/1.1 only: Go's HTTP/2 halves blob throughput (research proxy-anchors §2.2).
 		ln = tls.NewListener(ln, &tls.Config{GetCertificate: watcher.GetCertificate, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})

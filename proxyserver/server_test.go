@@ -2,35 +2,33 @@ package proxyserver
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/alauda/harbor-connector/test/testca"
 )
 
-// A renewed certificate (cert-manager rewrites the Secret's files) is served without a restart.
+// A renewed certificate (cert-manager rewrites the Secret's files) is served without a restart,
+// and the exported expiry is the served certificate's.
 func TestServerReloadsRenewedCertificate(t *testing.T) {
-	ca, err := testca.New("reload CA")
+	files, err := testca.NewServingFiles(t.TempDir(), "127.0.0.1")
 	require.NoError(t, err)
-	dir := t.TempDir()
-	write := func() *testca.Leaf {
-		leaf, err := ca.Issue("127.0.0.1")
+	ca, dir := files.CA, files.Dir
+	write := func(lifetime time.Duration) *testca.Leaf {
+		leaf, err := files.Renew(lifetime)
 		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "tls.crt"), leaf.CertPEM, 0o600))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "tls.key"), leaf.KeyPEM, 0o600))
 		return leaf
 	}
-	first := write()
+	first := write(24 * time.Hour)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -38,22 +36,18 @@ func TestServerReloadsRenewedCertificate(t *testing.T) {
 	srv := &Server{Listener: ln, Handler: http.NotFoundHandler(), CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"), Log: logr.Discard()}
 	go func() { _ = srv.Start(ctx) }()
 
-	served := func() []byte {
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: ca.Pool()})
-		if err != nil {
-			return nil
-		}
-		defer conn.Close()
-		return conn.ConnectionState().PeerCertificates[0].Raw
-	}
+	served := func() []byte { return testca.Served(ln.Addr().String(), ca.Pool()) }
 	require.Eventually(t, func() bool { return string(served()) == string(first.TLS.Certificate[0]) }, 5*time.Second, 50*time.Millisecond)
-	second := write()
+	assert.Equal(t, float64(first.TLS.Leaf.NotAfter.Unix()), testutil.ToFloat64(certificateExpiry), "the served certificate's expiry is exported")
+	second := write(48 * time.Hour)
 	// controller-runtime's certwatcher adds its file watches in the background after it starts
 	// serving, and re-reads the files every 10 s besides: a renewal written before the watches
 	// exist (as here, under load) is picked up by that poll. The window covers one poll; a
 	// window of exactly 10 s failed CI once.
 	require.Eventually(t, func() bool { return string(served()) == string(second.TLS.Certificate[0]) }, 25*time.Second, 100*time.Millisecond,
 		"the renewed certificate is served without a restart")
+	require.Eventually(t, func() bool { return float64(second.TLS.Leaf.NotAfter.Unix()) == testutil.ToFloat64(certificateExpiry) }, 5*time.Second, 50*time.Millisecond,
+		"the exported expiry follows the renewal")
 }
 
 // Shutdown stops accepting but lets an in-flight transfer finish.

@@ -31,8 +31,14 @@ var (
 		Name: "connectors_webhook_cache_misses_total",
 		Help: "Lookups not found in the informer cache and read live from the API server.",
 	})
+	// certificateExpiry is when the serving certificate the webhook presents expires, set at
+	// every (re)load: it stays low when cert-manager did not renew or the manager did not reload.
+	certificateExpiry = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "connectors_webhook_certificate_expiration_timestamp_seconds",
+		Help: "Expiry (Unix seconds) of the serving certificate the admission webhook presents, updated when the files are reloaded.",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(admissions, skips, imageRewrites, lookupMisses)
+	metrics.Registry.MustRegister(admissions, skips, imageRewrites, lookupMisses, certificateExpiry)
 }

@@ -1,7 +1,12 @@
 package webhook
 
 import (
+	"context"
+	"crypto/tls"
+	"path/filepath"
+
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/alauda/harbor-connector/policies/access"
@@ -31,4 +36,37 @@ func Register(mgr ctrl.Manager, injector *Injector) {
 	server.Register(PodsPath, &webhook.Admission{Handler: &PodHandler{Injector: injector}})
 	server.Register(JobsPath, &webhook.Admission{Handler: &JobHandler{Injector: injector}})
 	server.Register(ValidatePodsPath, &webhook.Admission{Handler: &PodValidator{PullHost: injector.Config.PullHost, Lookup: injector.Lookup}})
+}
+
+// NewServer is the manager's webhook server: HTTPS on host:port with the tls.crt and tls.key in
+// certDir (cert-manager's Secret), reloaded when they change, and the expiry of the certificate
+// it serves in connectors_webhook_certificate_expiration_timestamp_seconds. The files must exist
+// (the Secret volume is mounted before the container starts).
+func NewServer(host string, port int, certDir string) (webhook.Server, error) {
+	certs, err := certwatcher.New(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+	if err != nil {
+		return nil, err
+	}
+	certs.RegisterCallback(func(c tls.Certificate) {
+		if c.Leaf != nil { // tls.X509KeyPair fills it
+			certificateExpiry.Set(float64(c.Leaf.NotAfter.Unix()))
+		}
+	})
+	// A GetCertificate of our own: controller-runtime's server then keeps no watcher of its own.
+	inner := webhook.NewServer(webhook.Options{Host: host, Port: port, TLSOpts: []func(*tls.Config){
+		func(c *tls.Config) { c.GetCertificate = certs.GetCertificate },
+	}})
+	return &watchedServer{Server: inner, certs: certs}, nil
+}
+
+// watchedServer starts the certificate watcher with the server, on every replica (the server
+// needs no leader election, and neither does the reload).
+type watchedServer struct {
+	webhook.Server
+	certs *certwatcher.CertWatcher
+}
+
+func (s *watchedServer) Start(ctx context.Context) error {
+	go func() { _ = s.certs.Start(ctx) }()
+	return s.Server.Start(ctx)
 }

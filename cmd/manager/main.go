@@ -100,6 +100,13 @@ func run(o managerOptions) error {
 	if err != nil {
 		return err
 	}
+	// The webhook server watches its certificate files and reloads them on renewal.
+	webhookServer := crwebhook.NewServer(crwebhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
+	if o.webhookEnabled {
+		if webhookServer, err = webhook.NewServer("", o.webhookPort, o.webhookCertDir); err != nil {
+			return fmt.Errorf("webhook serving certificate in %s: %w", o.webhookCertDir, err)
+		}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 o.metrics.Options(),
@@ -107,8 +114,7 @@ func run(o managerOptions) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "connectors-manager.connectors.alauda.io",
 		LeaderElectionNamespace: o.leaderElectionNamespace,
-		// The webhook server watches its certificate files and reloads them on renewal.
-		WebhookServer: crwebhook.NewServer(crwebhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir}),
+		WebhookServer:           webhookServer,
 	})
 	if err != nil {
 		return err

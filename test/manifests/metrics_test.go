@@ -67,10 +67,11 @@ func TestInstallMetrics(t *testing.T) {
 		assert.NotEqual(t, "connectors-metrics-reader", b.RoleRef.Name, "the install binds the reader role to no one (%s)", b.Name)
 	}
 
-	monitors := render(t, filepath.Join(root, "config", "prometheus"))
-	require.Len(t, monitors, 1)
-	sm := monitors[0]
-	assert.Equal(t, "ServiceMonitor", sm.GetKind())
+	monitoring := render(t, filepath.Join(root, "config", "prometheus"))
+	require.Len(t, monitoring, 2, "a ServiceMonitor and the alerting rules")
+	require.NotNil(t, findRendered(monitoring, "PrometheusRule", productNS, "connectors-alerts"), "test/tools/promrules checks the rules themselves")
+	sm := findRendered(monitoring, "ServiceMonitor", productNS, "connectors-metrics")
+	require.NotNil(t, sm)
 	sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
 	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
 	require.Len(t, endpoints, 1)
@@ -78,6 +79,7 @@ func TestInstallMetrics(t *testing.T) {
 	assert.Equal(t, "https-metrics", ep["port"])
 	assert.Equal(t, "https", ep["scheme"])
 	assert.NotEmpty(t, ep["bearerTokenFile"], "Prometheus presents its token")
+	assert.Equal(t, true, ep["honorLabels"], "connectors_connector_ready keeps the Connector's namespace label")
 	require.Len(t, services, 2)
 	for _, svc := range services {
 		assert.True(t, labels.SelectorFromSet(sel).Matches(labels.Set(svc.Labels)), "the ServiceMonitor selects %s", svc.Name)

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -81,8 +83,12 @@ type Leaf struct {
 	KeyPEM  []byte
 }
 
-// Issue makes a server certificate for the given host names and IP addresses.
-func (ca *CA) Issue(hosts ...string) (*Leaf, error) {
+// Issue makes a server certificate for the given host names and IP addresses, valid for a day.
+func (ca *CA) Issue(hosts ...string) (*Leaf, error) { return ca.IssueValidFor(24*time.Hour, hosts...) }
+
+// IssueValidFor is Issue with the certificate expiring after lifetime (a renewal that changes
+// the expiry, for tests of what reports it).
+func (ca *CA) IssueValidFor(lifetime time.Duration, hosts ...string) (*Leaf, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -91,7 +97,7 @@ func (ca *CA) Issue(hosts ...string) (*Leaf, error) {
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: first(hosts)},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     time.Now().Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
@@ -132,4 +138,44 @@ func first(s []string) string {
 		return ""
 	}
 	return s[0]
+}
+
+// ServingFiles is a directory holding tls.crt and tls.key for hosts, as cert-manager's Secret
+// volume does, issued by CA.
+type ServingFiles struct {
+	CA    *CA
+	Dir   string
+	hosts []string
+}
+
+// NewServingFiles makes a CA for the files in dir; Renew writes them.
+func NewServingFiles(dir string, hosts ...string) (*ServingFiles, error) {
+	ca, err := New("serving files CA")
+	if err != nil {
+		return nil, err
+	}
+	return &ServingFiles{CA: ca, Dir: dir, hosts: hosts}, nil
+}
+
+// Renew writes a new leaf valid for lifetime, as a renewal rewrites the Secret's files.
+func (s *ServingFiles) Renew(lifetime time.Duration) (*Leaf, error) {
+	leaf, err := s.CA.IssueValidFor(lifetime, s.hosts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, "tls.crt"), leaf.CertPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return leaf, os.WriteFile(filepath.Join(s.Dir, "tls.key"), leaf.KeyPEM, 0o600)
+}
+
+// Served is the DER certificate a TLS server at addr presents to a client trusting roots, or nil
+// when the handshake fails.
+func Served(addr string, roots *x509.CertPool) []byte {
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Raw
 }

@@ -379,7 +379,11 @@ spec:
 	require.NoError(t, err, out)
 
 	var rule object
+	var rules []object // the fixture and config/prometheus's own
 	for _, o := range kustomizeObjects(t, mem, "/repo/config/prometheus") {
+		if o.kind() == "PrometheusRule" {
+			rules = append(rules, o)
+		}
 		if o.name() == "connectors-fixture-alerts" {
 			rule = o
 		}
@@ -387,7 +391,7 @@ spec:
 	require.NotNil(t, rule)
 	def := render(t, chart)
 	assert.NotContains(t, byKey(def), key(rule), "off by default")
-	assert.Empty(t, diffRenders(append(def, rule), render(t, chart, "--set", "metrics.prometheusRule.enabled=true")))
+	assert.Empty(t, diffRenders(append(def, rules...), render(t, chart, "--set", "metrics.prometheusRule.enabled=true")))
 
 	moved := byKey(render(t, chart, "--set", "metrics.prometheusRule.enabled=true", "--set", "namespaces.system=hc-system"))
 	r := moved["monitoring.coreos.com/PrometheusRule/hc-system/connectors-fixture-alerts"]
