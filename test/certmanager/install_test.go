@@ -3,13 +3,18 @@ package certmanager_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"path/filepath"
 	"testing"
+	"time"
 
 	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -119,10 +124,10 @@ func TestInstallCertificates(t *testing.T) {
 		waitForCABundles(t, inst, rootPEM) // the root, so the webhooks' caBundle does not change
 	})
 
-	// `cmctl renew`: the Issuing condition set by hand. The root's rotationPolicy Never keeps its
-	// key and subject, so what it signed before still verifies; the interception CA sets no
-	// policy and gets cert-manager 1.21's default, Always: a new key.
-	t.Run("renewal keeps the root's key and rotates the interception CA's", func(t *testing.T) {
+	// `cmctl renew`: the Issuing condition set by hand. Both roots set rotationPolicy Never: they
+	// keep key and subject, so what the old certificate signed verifies under the new one and
+	// what the new one signs verifies under the old one, which is what pods still hold.
+	t.Run("renewal keeps both roots' keys", func(t *testing.T) {
 		oldRoot, newRoot := renew(t, "connectors-root-ca")
 		assert.Equal(t, oldRoot.RawSubjectPublicKeyInfo, newRoot.RawSubjectPublicKeyInfo, "rotationPolicy Never")
 		assert.NotEqual(t, oldRoot.SerialNumber, newRoot.SerialNumber)
@@ -131,7 +136,25 @@ func TestInstallCertificates(t *testing.T) {
 		verifyChain(t, proxy, leaf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: newRoot.Raw}))
 
 		oldCA, newCA := renew(t, "connectors-intercept-ca")
-		assert.NotEqual(t, oldCA.RawSubjectPublicKeyInfo, newCA.RawSubjectPublicKeyInfo, "no rotationPolicy: cert-manager's default, Always")
+		assert.Equal(t, oldCA.RawSubjectPublicKeyInfo, newCA.RawSubjectPublicKeyInfo, "rotationPolicy Never")
+		assert.NotEqual(t, oldCA.SerialNumber, newCA.SerialNumber)
+		// A leaf the proxy signs with the renewed CA, checked by a pod that has the old one.
+		key, err := tls.X509KeyPair(getSecret(t, "connectors-intercept-ca").Data[corev1.TLSCertKey], getSecret(t, "connectors-intercept-ca").Data[corev1.TLSPrivateKeyKey])
+		require.NoError(t, err)
+		leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+			SerialNumber: big.NewInt(1), DNSNames: []string{"harbor.example.com"},
+			NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}, newCA, &leafKey.PublicKey, key.PrivateKey)
+		require.NoError(t, err)
+		intercepted, err := x509.ParseCertificate(der)
+		require.NoError(t, err)
+		oldPool := x509.NewCertPool()
+		oldPool.AddCert(oldCA)
+		_, err = intercepted.Verify(x509.VerifyOptions{Roots: oldPool, DNSName: "harbor.example.com"})
+		assert.NoError(t, err, "a leaf signed after the renewal verifies under the interception CA a pod already has")
 	})
 }
 
