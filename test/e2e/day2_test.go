@@ -48,6 +48,9 @@ func TestDay2(t *testing.T) {
 		{"manager down", managerDown},
 		{"Harbor down and back", harborDownAndBack},
 		{"rotation: certificates, CAs and the robot Secret", rotation},
+		{"who may do what: the built-in roles aggregate the install's", accessThroughBuiltInRoles},
+		{"uninstall: refused while annotated pods run, then nothing left", uninstall},
+		{"upgrade with Helm over a kustomize install of the earlier build", helmUpgrade},
 	} {
 		t.Run(step.name, step.run)
 	}
