@@ -94,11 +94,13 @@ e2e: ## The cluster suite (as root): a real node with kube-proxy, CoreDNS, cert-
 	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
 	@$(PHASE) "$(PHASE_PREFIX)e2e: the product installed on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
 
-e2e-day2: ## Day 2 on the cluster test bed (root, ~25 min, not in make test): install an earlier build, upgrade it, lose a proxy pod, the manager, Harbor; rotate certificates and the robot.
+e2e-day2: ## Day 2 on the cluster test bed (root, ~6 min warm, not in make test): an earlier build upgraded with kustomize and with Helm; a proxy pod, the manager, Harbor lost; certificates and the robot rotated; GitOps diffs; uninstall.
 	@$(PHASE) --reset
 	@$(PHASE) "node dependencies" test/tools/node-deps.sh
 	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
-	@$(PHASE) "e2e-day2: failures, upgrade, rotation on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e,day2 -run '^TestDay2$$' -p 1 -count=1 -v -timeout 60m ./test/e2e/
+	@$(PHASE) "helm and gitops-drift (built from the module proxy)" bash -c "test/tools/helm.sh && test/tools/gitops.sh"
+	@$(PHASE) "gitops-drift: Argo CD's and Flux's diff against a test webhook (test/tools/gitops)" bash -c 'cd test/tools/gitops && KUBEBUILDER_ASSETS=$$(../k8s-assets.sh 2>/dev/null) go test -count=1 ./...'
+	@$(PHASE) "e2e-day2: upgrade, failures, rotation, GitOps, uninstall, Helm on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e,day2 -run '^TestDay2$$' -p 1 -count=1 -v -timeout 60m ./test/e2e/
 	@test/tools/phase.sh --summary
 
 alerts: ## Check config/prometheus/rules.yaml: Prometheus's rule parser, and every metric named is one the manager or the proxy registers (test/tools/promrules, its own module).

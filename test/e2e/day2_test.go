@@ -49,6 +49,7 @@ func TestDay2(t *testing.T) {
 		{"Harbor down and back", harborDownAndBack},
 		{"rotation: certificates, CAs and the robot Secret", rotation},
 		{"who may do what: the built-in roles aggregate the install's", accessThroughBuiltInRoles},
+		{"GitOps: Argo CD and Flux see the mutated workloads in sync", gitopsInSync},
 		{"uninstall: refused while annotated pods run, then nothing left", uninstall},
 		{"upgrade with Helm over a kustomize install of the earlier build", helmUpgrade},
 	} {

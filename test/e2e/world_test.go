@@ -157,18 +157,25 @@ func (w *world) tenants(ctx context.Context) error {
 	if err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: "proxy-ca"}, Data: map[string]string{"ca.crt": string(w.product.proxyCA)}}); err != nil {
 		return err
 	}
+	return w.addConnector(ctx, nsA)
+}
+
+// addConnector gives namespace ns the robot's Secret, the Harbor's CA and a Connector named
+// connectorName, and waits until it is Ready.
+func (w *world) addConnector(ctx context.Context, ns string) error {
+	c := w.node.Client
 	if err := c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "harbor-robot"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "harbor-robot"},
 		Type:       corev1.SecretTypeBasicAuth,
 		StringData: map[string]string{"username": w.robot, "password": w.secret},
 	}); err != nil {
 		return err
 	}
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "harbor-ca"}, Data: map[string][]byte{"ca.crt": w.harbor.CACertPEM()}}); err != nil {
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "harbor-ca"}, Data: map[string][]byte{"ca.crt": w.harbor.CACertPEM()}}); err != nil {
 		return err
 	}
 	conn := &v1alpha1.Connector{
-		ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: connectorName},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: connectorName},
 		Spec: v1alpha1.ConnectorSpec{
 			ConnectorClassName: v1alpha1.ClassHarbor,
 			Address:            w.harbor.URL(),
@@ -190,7 +197,7 @@ func (w *world) tenants(ctx context.Context) error {
 		}
 		return false, nil
 	}, func() string {
-		return fmt.Sprintf("Connector %s/%s never became Ready: %+v", nsA, connectorName, conn.Status.Conditions)
+		return fmt.Sprintf("Connector %s/%s never became Ready: %+v", ns, connectorName, conn.Status.Conditions)
 	})
 }
 
