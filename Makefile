@@ -16,7 +16,7 @@ MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
 
-.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy chart install-file helm fmt vet alerts
+.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy chart install-file helm-adopt helm fmt vet alerts
 
 all: build
 
@@ -158,6 +158,9 @@ chart: ## The Helm chart, generated from config/ ($(OVERLAY) if make images wrot
 
 install-file: ## The install as one file, bin/harbor-connector.yaml, for kubectl apply --server-side -f: the kustomize render of $(OVERLAY) if make images wrote it, else config/default.
 	go -C test/tools/helm run . -repo "$(CURDIR)" -config "$(INSTALL_SOURCE)" -install-file $(BIN)/harbor-connector.yaml
+
+helm-adopt: ## Before the first helm upgrade over a make deploy install: hand kubectl's server-side-applied fields on the install's objects to helm's field manager (README "Install with Helm").
+	go -C test/tools/helm run . -repo "$(CURDIR)" -config "$(INSTALL_SOURCE)" -adopt-fields-from kubectl
 
 helm: ## Build the helm CLI (HELM_VERSION in test/tools/versions.env) from the module proxy into the cache and print its path.
 	@test/tools/helm.sh

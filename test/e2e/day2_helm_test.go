@@ -21,7 +21,8 @@ import (
 // The same upgrade with Helm (README "Install with Helm"): the earlier build installed again
 // with kustomize (make deploy from its checkout), Jobs run, then this checkout's chart (make
 // chart, from the overlay make images wrote) takes the install over with helm upgrade
-// --install --take-ownership --force-conflicts while Jobs pull and push and new annotated Jobs
+// --install --take-ownership --force-conflicts, after make helm-adopt handed kubectl's fields to
+// helm, while Jobs pull and push and new annotated Jobs
 // are created: every Job completes with the right digests, no admission fails, and the objects
 // now belong to the Helm release.
 func helmUpgrade(t *testing.T) {
@@ -41,6 +42,8 @@ func helmUpgrade(t *testing.T) {
 	tr.running(t)
 	stop := make(chan struct{})
 	admitted := admitDuring(t, "helm", stop)
+	err = w.product.make(ctx, "helm-adopt", "OVERLAY="+e2eOverlay)
+	require.NoError(t, err, "handing kubectl's fields to helm")
 	err = w.product.run(ctx, "helm", helm, "upgrade", "--install", "harbor-connector", filepath.Join(src, "bin/chart/harbor-connector"),
 		"--namespace", productNS, "--take-ownership", "--force-conflicts", "--set", "kubeletRoot="+w.node.KubeletRoot)
 	if err == nil {
@@ -63,6 +66,17 @@ func helmUpgrade(t *testing.T) {
 	var d appsv1.Deployment
 	require.NoError(t, w.node.Client.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-proxy"}, &d))
 	assert.Equal(t, "harbor-connector", d.Annotations["meta.helm.sh/release-name"], "the release owns the install now")
+	// Nothing the earlier build set and this chart does not survives: the CSI driver's plugin
+	// directory moved from plugins/connectors-csi to plugins, and only the new mount is left.
+	var csi appsv1.DaemonSet
+	require.NoError(t, w.node.Client.Get(ctx, client.ObjectKey{Namespace: nodeNS, Name: "connectors-csi"}, &csi))
+	var mounts []string
+	for _, m := range csi.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if m.Name == "plugin-dir" {
+			mounts = append(mounts, m.MountPath)
+		}
+	}
+	assert.Equal(t, []string{filepath.Join(w.node.KubeletRoot, "plugins")}, mounts, "the CSI driver's plugin-dir mounts after the Helm upgrade")
 	crdIsThisCheckouts(t)
 }
 

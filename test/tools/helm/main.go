@@ -12,9 +12,11 @@
 //
 //	go -C test/tools/helm run . -repo "$PWD" -chart bin/chart/harbor-connector
 //	go -C test/tools/helm run . -repo "$PWD" -install-file bin/harbor-connector.yaml
+//	go -C test/tools/helm run . -repo "$PWD" -adopt-fields-from kubectl   # make helm-adopt (adopt.go)
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -27,7 +29,7 @@ import (
 
 func main() {
 	var (
-		repo, config, prometheus, version, chartDir, installFile string
+		repo, config, prometheus, version, chartDir, installFile, adoptFrom string
 	)
 	flag.StringVar(&repo, "repo", "../../..", "the repository's root (relative paths below are relative to it)")
 	flag.StringVar(&config, "config", "config/default", "the kustomization of the install: config/default or an overlay of it")
@@ -35,9 +37,21 @@ func main() {
 	flag.StringVar(&version, "version", "", "the product version, appVersion (default: Version in test/images/names.go)")
 	flag.StringVar(&chartDir, "chart", "", "write the chart into this folder (replacing a chart there)")
 	flag.StringVar(&installFile, "install-file", "", "write the kustomize render of -config into this file, for kubectl apply --server-side -f")
+	flag.StringVar(&adoptFrom, "adopt-fields-from", "", "on the cluster of $KUBECONFIG, hand the fields this field manager applied (kubectl: make deploy) on the install's objects to helm's, before the first helm upgrade over a kustomize install")
 	flag.Parse()
+	if adoptFrom != "" {
+		objs, err := Kustomize(filesys.MakeFsOnDisk(), filepath.Join(repo, config))
+		if err == nil {
+			err = adoptFieldsFrom(context.Background(), objs, adoptFrom, helmFieldManager)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test/tools/helm:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if chartDir == "" && installFile == "" {
-		fmt.Fprintln(os.Stderr, "test/tools/helm: nothing to do: give -chart DIR and/or -install-file FILE")
+		fmt.Fprintln(os.Stderr, "test/tools/helm: nothing to do: give -chart DIR, -install-file FILE or -adopt-fields-from MANAGER")
 		os.Exit(2)
 	}
 	if err := run(repo, config, prometheus, version, chartDir, installFile); err != nil {
