@@ -172,6 +172,10 @@ func harborDownAndBack(t *testing.T) {
 	ready := metaCondition(conn.Status.Conditions, v1alpha1.ConditionReady)
 	t.Logf("Connector while Harbor is down: %s: %s", ready.Reason, ready.Message)
 	assert.Equal(t, v1alpha1.ReasonUnreachable, ready.Reason)
+	// What the ConnectorNotReady alert reads (config/prometheus/rules.yaml).
+	require.NoError(t, waitFor(ctx, time.Minute, func() (bool, error) {
+		return strings.Contains(managerMetrics(t), `connectors_connector_ready{name="harbor",namespace="team-a",reason="Unreachable"} 0`), nil
+	}, func() string { return "the elected manager does not export the Connector as not Ready" }))
 
 	// What a workload sees, through the forward proxy and the reverse address.
 	// (crane from the node's own copy: a pull from Harbor would fail now.)
@@ -202,6 +206,9 @@ crane digest %s 2>&1 || true`, w.appImage(), reverseRef("app:v1"))})
 		return ready != nil && ready.Status == metav1.ConditionTrue, nil
 	}, func() string { return fmt.Sprintf("the Connector did not recover: %+v", conn.Status.Conditions) }))
 	startTraffic(t, "harbor-back", 2).wait(t)
+	require.NoError(t, waitFor(ctx, time.Minute, func() (bool, error) {
+		return strings.Contains(managerMetrics(t), `connectors_connector_ready{name="harbor",namespace="team-a",reason="Ready"} 1`), nil
+	}, func() string { return "the elected manager does not export the Connector as Ready again" }))
 	assert.Equal(t, restarts, productPodRestarts(t), "no product container restarted")
 }
 

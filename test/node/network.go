@@ -51,6 +51,11 @@ func deleteBridge(ctx context.Context, name string) error {
 		}
 		veth, _, _ := strings.Cut(strings.TrimSuffix(fields[1], ":"), "@")
 		if _, err := run(ctx, "ip", "link", "del", veth); err != nil {
+			// A veth goes by itself when its pod's network namespace does: after a crashed run
+			// whose leftover processes were just killed, between the listing and the delete.
+			if _, gone := net.InterfaceByName(veth); gone != nil {
+				continue
+			}
 			errs = append(errs, err)
 		}
 	}
