@@ -2,6 +2,7 @@ package proxyserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,7 +31,8 @@ func CacheOptions() cache.Options {
 type PodsByIP struct {
 	// Reader is the label-filtered informer cache, indexed by pod IP.
 	Reader client.Reader
-	// Live reads pods from the API server once the wait is over without a match.
+	// Live reads pods from the API server once the wait is over without a match: a LiveReads,
+	// so that misses anyone can cause stay a bounded load on the API server.
 	Live client.Reader
 	// Wait is how long a miss waits for the cache to learn the address (default 5s). A pod's
 	// first request often comes within milliseconds of its container starting, before the
@@ -57,7 +59,9 @@ func (p PodsByIP) Pod(ctx context.Context, ip string) (*corev1.Pod, error) {
 			return nil, ctx.Err()
 		case <-deadline.C:
 			if p.Live != nil {
-				pod, err = podWithIP(ctx, p.Live, ip)
+				if pod, err = podWithIP(ctx, p.Live, ip); errors.Is(err, errLiveReadsLimited) {
+					pod, err = nil, nil
+				}
 			}
 			if pod == nil && err == nil {
 				err = fmt.Errorf("no running pod marked %s=true has address %s", policies.LabelProxyInjected, ip)

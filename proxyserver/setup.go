@@ -95,7 +95,7 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	resolver := &access.Resolver{Source: &access.CachedSource{Cache: mgr.GetClient()}}
 	var nodePulls *NodePulls
 	if len(opts.NodeForwarders) > 0 {
-		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: mgr.GetAPIReader(), Access: resolver}
+		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), DefaultLiveReadsQPS, DefaultLiveReadsBurst), Access: resolver}
 		for _, sa := range opts.NodeForwarders {
 			nodePulls.Forwarders[sa] = true
 		}

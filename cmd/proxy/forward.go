@@ -38,7 +38,7 @@ func (f forwardFlags) build(handler *proxyserver.Handler, mgr ctrl.Manager) (*pr
 		Tunnels:   policies.TunnelPolicy{Mode: mode, Allow: wiring.List(f.tunnelAllow), ClusterCIDRs: cidrs},
 	}
 	if f.podIdentity {
-		fwd.Pods = &proxyserver.PodsByIP{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()}
+		fwd.Pods = &proxyserver.PodsByIP{Reader: mgr.GetClient(), Live: proxyserver.NewLiveReads(mgr.GetAPIReader(), proxyserver.DefaultLiveReadsQPS, proxyserver.DefaultLiveReadsBurst)}
 	}
 	return fwd, nil
 }

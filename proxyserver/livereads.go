@@ -1,0 +1,60 @@
+package proxyserver
+
+import (
+	"context"
+	"errors"
+
+	"k8s.io/client-go/util/flowcontrol"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Default rate of live reads per LiveReads: a few per second covers pods whose first request
+// beats the informer, and is a load the API server does not notice.
+const (
+	DefaultLiveReadsQPS   = 5
+	DefaultLiveReadsBurst = 10
+)
+
+// errLiveReadsLimited is a live read refused by the rate limit: callers answer as for a miss.
+var errLiveReadsLimited = errors.New("live reads of pods are rate limited")
+
+// LiveReads is how the proxy reads pods from the API server when its informer cache has no
+// match yet: the kubelet can start a pod, and the pod send its first request, before the
+// informer has its address or its node. Anyone who reaches the proxy can cause such a miss (an
+// address no marked pod has, a pull no pod justifies), so the reads go through a token bucket:
+// a flood of misses costs the API server at most qps field-selected Lists per second, and a miss
+// that finds no token is answered as a miss (refused; clients and the kubelet retry).
+type LiveReads struct {
+	Reader  client.Reader
+	limiter flowcontrol.RateLimiter
+}
+
+// NewLiveReads limits reads through r to qps per second, with bursts of burst.
+func NewLiveReads(r client.Reader, qps float32, burst int) *LiveReads {
+	return &LiveReads{Reader: r, limiter: flowcontrol.NewTokenBucketRateLimiter(qps, burst)}
+}
+
+func (l *LiveReads) allow() error {
+	if !l.limiter.TryAccept() {
+		liveReads.WithLabelValues("limited").Inc()
+		return errLiveReadsLimited
+	}
+	liveReads.WithLabelValues("made").Inc()
+	return nil
+}
+
+// Get implements client.Reader.
+func (l *LiveReads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if err := l.allow(); err != nil {
+		return err
+	}
+	return l.Reader.Get(ctx, key, obj, opts...)
+}
+
+// List implements client.Reader.
+func (l *LiveReads) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if err := l.allow(); err != nil {
+		return err
+	}
+	return l.Reader.List(ctx, list, opts...)
+}

@@ -1,0 +1,73 @@
+package proxyserver
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/proxyserver/identity"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// countingReader answers every List with nothing and counts the calls: an API server with no
+// matching pod.
+type countingReader struct{ lists int }
+
+func (c *countingReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	return nil
+}
+
+func (c *countingReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	c.lists++
+	return nil
+}
+
+// A flood of misses reaches the API server only as often as the bucket allows; a refused read
+// is reported as errLiveReadsLimited.
+func TestLiveReadsAreRateLimited(t *testing.T) {
+	api := &countingReader{}
+	live := NewLiveReads(api, 0.001, 3)
+	limited := 0
+	for i := 0; i < 100; i++ {
+		if err := live.List(context.Background(), nil); err != nil {
+			require.ErrorIs(t, err, errLiveReadsLimited)
+			limited++
+		}
+	}
+	assert.Equal(t, 3, api.lists, "the burst, then nothing until the bucket refills")
+	assert.Equal(t, 97, limited)
+}
+
+// An address no pod has, once the live reads are used up, is refused as a miss (not as an
+// API server error), and costs the API server nothing.
+func TestPodsByIPMissWhenLiveReadsAreUsedUp(t *testing.T) {
+	cache, api := &countingReader{}, &countingReader{}
+	p := PodsByIP{Reader: cache, Live: NewLiveReads(api, 0.001, 1), Wait: time.Millisecond}
+	_, err := p.Pod(context.Background(), "10.1.2.3")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "has address 10.1.2.3")
+	_, err = p.Pod(context.Background(), "10.1.2.3")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "has address 10.1.2.3", "a limited live read is a miss")
+	assert.NotContains(t, err.Error(), "rate limited")
+	assert.Equal(t, 1, api.lists, "the second miss did not reach the API server")
+}
+
+// A node pull no cached pod justifies, once the live reads are used up, is refused as such,
+// with the refusal that names the node and the repository, not as an API server failure.
+func TestNodePullRefusedWhenLiveReadsAreUsedUp(t *testing.T) {
+	api := &countingReader{}
+	n := &NodePulls{Pods: &countingReader{}, Live: NewLiveReads(api, 0.001, 1)}
+	id := identity.Identity{Namespace: "connectors-node", ServiceAccount: "connectors-node", NodeName: "node-1"}
+	route := Route{Connector: policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}, Repository: "team/app", Kind: KindManifest}
+	for i := 0; i < 2; i++ {
+		_, err := n.Authorize(context.Background(), id, http.MethodGet, route)
+		require.Error(t, err)
+		assert.Equal(t, policies.NodePullRefusal(policies.PullRequest{Node: "node-1", Connector: route.Connector, Repository: "team/app"}), err.Error())
+	}
+	assert.Equal(t, 1, api.lists, "the second pull did not reach the API server")
+}
