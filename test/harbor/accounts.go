@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Actions a token can grant on a repository, as Harbor's token service names them.
@@ -25,11 +26,19 @@ type account struct {
 type accounts struct {
 	mu       sync.RWMutex
 	projects map[string]bool // project -> public
-	users    map[string]*account
+	// projectInfo holds what the API shows of a project besides its publicity.
+	projectInfo map[string]projectInfo
+	users       map[string]*account
+	nextRobotID int
+}
+
+type projectInfo struct {
+	id      int
+	created time.Time
 }
 
 func newAccounts() *accounts {
-	return &accounts{projects: map[string]bool{}, users: map[string]*account{}}
+	return &accounts{projects: map[string]bool{}, projectInfo: map[string]projectInfo{}, users: map[string]*account{}}
 }
 
 // authenticate returns the account for a username and password, or nil.

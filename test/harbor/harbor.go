@@ -3,11 +3,28 @@
 // tell the difference (TESTING.md "Registry and Harbor behaviour"): the token service and its
 // lenient answers, Basic robot credentials on /v2/, the Basic challenge after a denied
 // authenticated request, /api/v2.0/ping, /api/v2.0/users/current (412 for robots) and
-// /api/v2.0/users/current/permissions, public and private projects. Like a Harbor behind its
-// nginx front, it normalises request paths before routing (decoding, dot segments, merged
-// slashes: /api/v2.0/../../service/token reaches the token service) and sets core's sid
-// session cookie (front.go). It serves HTTP or TLS with a test CA, in process or as the
-// test-harbor command.
+// /api/v2.0/users/current/permissions, public and private projects.
+//
+// Its REST API also serves, as api/v2.0/swagger.yaml in goharbor/harbor describes them and read
+// from the registry's storage (api.go, catalog.go): GET and HEAD /api/v2.0/projects,
+// /projects/{project_name}/repositories, .../repositories/{repository_name}/artifacts (with_tag,
+// with_scan_overview keyed by the X-Accept-Vulnerabilities MIME type: every artifact shows a
+// clean Trivy report, as if scanned on push), .../artifacts/{reference} (tag or digest) and
+// .../artifacts/{reference}/tags, paged with page and page_size (default 10, at most 100), the
+// X-Total-Count header and Harbor's Link header (`<url>; rel="prev" , <url>; rel="next"`).
+// {repository_name} is URL-encoded twice (a/b as a%252Fb); once encoded, the front decodes the
+// slash and no route matches: 404 NOT_FOUND "path ... was not found", as Harbor's router
+// answers. Reads need pull on the project (public projects: anyone; admins: all); refusals are
+// Harbor's {"errors":[{"code","message"}]}: 401 UNAUTHORIZED anonymous or with bad credentials,
+// 403 FORBIDDEN authenticated (unknown projects too), 404 NOT_FOUND for unknown repositories
+// and artifacts. POST /api/v2.0/robots (admins) creates a robot and returns its secret, for
+// tests that show the connectors proxy never relays it. Other /api/v2.0/ paths get the
+// router's 404.
+//
+// Like a Harbor behind its nginx front, it normalises request paths before routing (decoding,
+// dot segments, merged slashes: /api/v2.0/../../service/token reaches the token service) and
+// sets core's sid session cookie (front.go). It serves HTTP or TLS with a test CA, in process or
+// as the test-harbor command.
 package testharbor
 
 import (
@@ -76,6 +93,10 @@ type Server struct {
 	issued              []string
 	sessionsMu          sync.Mutex
 	sessionIDs          map[string]bool
+	// apiIDs numbers the repositories, artifacts and tags the API shows, as Harbor's database
+	// does (api.go).
+	apiIDsMu sync.Mutex
+	apiIDs   map[string]int64
 	// outage: the addresses served, and what SetDown closes and reopens (outage.go).
 	outage outage
 }
@@ -203,6 +224,9 @@ func (s *Server) AddProject(name string, public bool) {
 	s.accounts.mu.Lock()
 	defer s.accounts.mu.Unlock()
 	s.accounts.projects[name] = public
+	if _, ok := s.accounts.projectInfo[name]; !ok {
+		s.accounts.projectInfo[name] = projectInfo{id: len(s.accounts.projectInfo) + 1, created: time.Now()}
+	}
 }
 
 // AddUser creates a user. Admins hold every action on every project.

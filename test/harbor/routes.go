@@ -19,6 +19,14 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v2.0/users/current", s.serveCurrentUser)
 	mux.HandleFunc("GET /api/v2.0/users/current/permissions", s.servePermissions)
 	mux.HandleFunc("GET /api/v2.0/projects", s.serveProjects)
+	mux.HandleFunc("HEAD /api/v2.0/projects", s.serveHeadProject)
+	const repository = "/api/v2.0/projects/{project_name}/repositories/{repository_name}"
+	mux.HandleFunc("GET /api/v2.0/projects/{project_name}/repositories", s.serveRepositories)
+	mux.HandleFunc("GET "+repository+"/artifacts", s.serveArtifacts)
+	mux.HandleFunc("GET "+repository+"/artifacts/{reference}", s.serveArtifact)
+	mux.HandleFunc("GET "+repository+"/artifacts/{reference}/tags", s.serveArtifactTags)
+	mux.HandleFunc("POST /api/v2.0/robots", s.serveCreateRobot)
+	mux.HandleFunc("/api/v2.0/", serveAPINotFound)
 	mux.Handle("/v2/", s.registryFront())
 	return mux
 }
@@ -55,23 +63,6 @@ func (s *Server) servePermissions(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(perms)
-}
-
-// serveProjects is Harbor's GET /api/v2.0/projects, reduced to what the proxy's relay needs: the
-// projects the account has grants on, 401 without valid credentials (real Harbor lists public
-// projects anonymously; the tests only need to see that the connector's credentials arrived).
-func (s *Server) serveProjects(w http.ResponseWriter, r *http.Request) {
-	_, acc, ok := s.basicAccount(r)
-	if !ok {
-		writeHarborError(w, http.StatusUnauthorized, "UNAUTHORIZED", "unauthorized")
-		return
-	}
-	projects := []map[string]any{}
-	for project := range acc.grants {
-		projects = append(projects, map[string]any{"name": project})
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(projects)
 }
 
 func (s *Server) basicAccount(r *http.Request) (string, *account, bool) {

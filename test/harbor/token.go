@@ -152,8 +152,10 @@ func (h *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// writeHarborError answers as Harbor's lib/http.SendError: {"errors":[{"code","message"}]}.
 func writeHarborError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"errors":[{"code":%q,"message":%q}]}`, code, message)
+	b, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": code, "message": message}}})
+	fmt.Fprintln(w, string(b))
 }
