@@ -338,6 +338,9 @@ func TestForwardHarborAPI(t *testing.T) {
 	}
 	status, body := get("/api/v2.0/projects")
 	assert.Equal(t, http.StatusOK, status, "the robot's credentials were added: %s", body)
+	// Anonymous callers get 200 too (the public projects, none here): only the robot sees the
+	// private project.
+	assert.Contains(t, body, `"name":"team"`, "the robot's credentials were added: the private project is listed")
 	status, _ = get("/api/v2.0/ping")
 	assert.Equal(t, http.StatusOK, status, "Harbor's own answer passes through")
 	for _, path := range []string{"/", "/c/login", "/harbor/projects"} {
