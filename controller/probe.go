@@ -138,7 +138,8 @@ func (s *probeSession) probeOCI(ctx context.Context) (liveness, auth ProbeResult
 	scheme, realm, err := registryauth.FromChallenge(resp, s.origin, s.realmHost)
 	switch {
 	case errors.Is(err, registryauth.ErrRealmNotTrusted):
-		// Credentials go only to the Connector's own origin (research proxy-anchors §3.2).
+		// Credentials go only to the Connector's own origin (a token realm elsewhere would
+		// receive them: docs/architecture.md "Shared seams", registryauth).
 		return liveness, ProbeResult{Reason: v1alpha1.ReasonRealmNotTrusted, Message: err.Error() +
 			": set spec.address to the registry's external URL, or name the realm's host in the annotation " + policies.AnnotationTokenRealmHost}
 	case err != nil:

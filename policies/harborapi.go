@@ -60,29 +60,37 @@ var HarborAPIEndpoints = []HarborAPIEndpoint{
 	{http.MethodGet, "/api/v2.0/labels/{label_id}", "get a label"},
 }
 
-// neverRelayed are the Harbor paths that return or create a credential or a session, or
-// enumerate what the credential can reach beyond one repository; HarborAPIAllowed says so when
-// it refuses them. Each prefix matches itself and everything under it; a "*" segment matches
-// any one segment.
-var neverRelayed = []string{
-	"/service/token", // Harbor's registry token service
-	"/c/",            // UI login, logout, OIDC login and callback: sessions
-	"/v2/_catalog",   // every repository the robot can read
-	"/api/v2.0/robots",
-	"/api/v2.0/projects/*/robots", // v1 project robots
-	"/api/v2.0/users",             // users/current, users/current/permissions, users/{id}/cli_secret, ...
-	"/api/v2.0/usergroups",
-	"/api/v2.0/ldap",
-	"/api/v2.0/configurations",
-	"/api/v2.0/internalconfig",
-	"/api/v2.0/system", // gc, scanAll, CVE allow-list, oidc/ping, purge audit
-	"/api/v2.0/registries",
-	"/api/v2.0/replication",
-	"/api/v2.0/scanners",
-	"/api/v2.0/p2p",
-	"/api/v2.0/projects/*/members",
-	"/api/v2.0/projects/*/webhook",
-	"/api/v2.0/projects/*/preheat",
+// HarborNeverRelayed are the Harbor paths the relay refuses whatever the allow-list says: they
+// return or create a credential or a session, or change who may do what. /v2/_catalog is here
+// too: through the proxy the registry API serves repositories by name only, and listing goes
+// through Harbor's project API, which the allow-list serves within the account's own rights.
+// Each prefix matches itself and everything under it; a "*" segment matches any one segment.
+// README's "Harbor API relay" lists this table; a test keeps the two equal.
+var HarborNeverRelayed = []NeverRelayed{
+	{"/service/token", "Harbor's registry token service: it mints tokens that outlive the pod"},
+	{"/c/", "UI login, logout, OIDC login and callback: sessions"},
+	{"/v2/_catalog", "the registry's catalog: repositories are served by name only"},
+	{"/api/v2.0/robots", "robot accounts and their secrets"},
+	{"/api/v2.0/projects/*/robots", "project robot accounts (Harbor's v1 robot API)"},
+	{"/api/v2.0/users", "users, the current user, permissions, CLI secrets, passwords"},
+	{"/api/v2.0/usergroups", "user groups"},
+	{"/api/v2.0/ldap", "LDAP lookups and imports"},
+	{"/api/v2.0/configurations", "Harbor's configuration, authentication settings included"},
+	{"/api/v2.0/internalconfig", "Harbor's internal configuration"},
+	{"/api/v2.0/system", "garbage collection, scan-all, CVE allow-list, OIDC ping, audit purge"},
+	{"/api/v2.0/registries", "replication endpoints and their credentials"},
+	{"/api/v2.0/replication", "replication policies and executions"},
+	{"/api/v2.0/scanners", "scanner registrations and their credentials"},
+	{"/api/v2.0/p2p", "P2P preheat providers and their credentials"},
+	{"/api/v2.0/projects/*/members", "who may access a project"},
+	{"/api/v2.0/projects/*/webhook", "project webhooks and their auth headers"},
+	{"/api/v2.0/projects/*/preheat", "P2P preheat policies"},
+}
+
+// NeverRelayed is a Harbor path prefix the relay always refuses, and why.
+type NeverRelayed struct {
+	Prefix string
+	Why    string
 }
 
 // HarborAPIAllowed decides whether the Harbor API relay serves a request, from its method and
@@ -96,8 +104,8 @@ func HarborAPIAllowed(method, canonicalPath string) (allowed bool, reason string
 		return false, err.Error()
 	}
 	request := method + " " + clip(p)
-	for _, prefix := range neverRelayed {
-		if underPrefix(p, prefix) {
+	for _, never := range HarborNeverRelayed {
+		if underPrefix(p, never.Prefix) {
 			return false, request + " is not relayed through the connectors proxy: endpoints that return or create credentials or sessions, or change who may access what, never are; see README \"Harbor API relay\""
 		}
 	}

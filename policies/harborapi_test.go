@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
@@ -143,37 +145,69 @@ func TestHarborAPIEndpointsTable(t *testing.T) {
 				assert.True(t, strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}"), "a parameter is a whole segment: %s", key)
 			}
 		}
-		for _, prefix := range neverRelayed {
-			assert.False(t, underPrefix(concrete, prefix), "%s is listed and never relayed (%s)", key, prefix)
+		for _, never := range HarborNeverRelayed {
+			assert.False(t, underPrefix(concrete, never.Prefix), "%s is listed and never relayed (%s)", key, never.Prefix)
 		}
 		ok, _ := HarborAPIAllowed(e.Method, concrete)
 		assert.True(t, ok, key)
 	}
 }
 
-// README's "Harbor API relay" lists every endpoint the relay serves, as a table row
-// "| `METHOD` | `/api/v2.0/...` | purpose |". The failure message prints the table to paste.
-func TestREADMEListsEveryHarborAPIEndpoint(t *testing.T) {
+// README's "Harbor API relay" holds exactly the two tables in code, both ways: a row
+// "| `METHOD` | `/api/v2.0/...` | purpose |" per endpoint served, and a row
+// "| `prefix` | why |" per path never relayed. The failure message prints the tables to paste.
+func TestREADMEListsTheHarborAPIRelayTables(t *testing.T) {
 	b, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatalf("reading README.md: %v", err)
 	}
 	readme := string(b)
-	var table strings.Builder
-	table.WriteString("| Method | Path | Purpose |\n|---|---|---|\n")
-	var missing []string
+	start := strings.Index(readme, "### Harbor API relay")
+	if start < 0 {
+		t.Fatal(`README.md has no section "### Harbor API relay" (refusals point at it)`)
+	}
+	section := readme[start+1:]
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+	served := regexp.MustCompile("(?m)^\\| `([A-Z]+)` \\| `(/api/v2\\.0/[^`]*)` \\| (.*) \\|$")
+	never := regexp.MustCompile("(?m)^\\| `(/[^`]*)` \\| (.*) \\|$")
+
+	var wantServed, wantNever strings.Builder
+	wantServed.WriteString("| Method | Path | Purpose |\n|---|---|---|\n")
+	code := map[string]bool{}
 	for _, e := range HarborAPIEndpoints {
 		row := fmt.Sprintf("| `%s` | `%s` | %s |", e.Method, e.Pattern, e.Purpose)
-		table.WriteString(row + "\n")
-		if !strings.Contains(readme, fmt.Sprintf("| `%s` | `%s` |", e.Method, e.Pattern)) {
-			missing = append(missing, e.Method+" "+e.Pattern)
+		wantServed.WriteString(row + "\n")
+		code[row] = true
+	}
+	wantNever.WriteString("| Never relayed | Why |\n|---|---|\n")
+	for _, n := range HarborNeverRelayed {
+		row := fmt.Sprintf("| `%s` | %s |", n.Prefix, n.Why)
+		wantNever.WriteString(row + "\n")
+		code[row] = true
+	}
+	inREADME := map[string]bool{}
+	for _, m := range served.FindAllString(section, -1) {
+		inREADME[m] = true
+	}
+	for _, m := range never.FindAllString(section, -1) {
+		inREADME[m] = true
+	}
+	var diff []string
+	for row := range code {
+		if !inREADME[row] {
+			diff = append(diff, "missing from README: "+row)
 		}
 	}
-	if !strings.Contains(readme, "Harbor API relay") {
-		missing = append(missing, `a section named "Harbor API relay" (refusals point at it)`)
+	for row := range inREADME {
+		if !code[row] {
+			diff = append(diff, "in README, not in code: "+row)
+		}
 	}
-	if len(missing) > 0 {
-		t.Errorf("README.md does not list %d Harbor API relay entries:\n  %s\nThe table, from policies.HarborAPIEndpoints:\n%s",
-			len(missing), strings.Join(missing, "\n  "), table.String())
+	if len(diff) > 0 {
+		sort.Strings(diff)
+		t.Errorf("README.md's Harbor API relay tables differ from policies.HarborAPIEndpoints and HarborNeverRelayed:\n  %s\nThe tables, from code:\n%s\n%s",
+			strings.Join(diff, "\n  "), wantServed.String(), wantNever.String())
 	}
 }

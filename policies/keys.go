@@ -4,7 +4,7 @@
 // The webhook, the proxy and the CSI driver call these functions, so they cannot disagree.
 package policies
 
-// Labels and annotations: the workload-facing contract (ARCHITECTURE.md "Workload opt-in").
+// Labels and annotations: the workload-facing contract (README "Workload opt-in"; docs/architecture.md "Keys").
 const (
 	// LabelProxyInject, "true" on a Namespace, makes annotated workloads in it eligible for
 	// injection. On a Pod or Job in a namespace without the label, "true" opts that one object
@@ -64,7 +64,7 @@ const (
 	DefaultPullHost = "127.0.0.1:5050"
 )
 
-// The injected volume and its files (ARCHITECTURE.md "What a mutation adds", "The CSI driver").
+// The injected volume and its files (docs/architecture.md "The webhook", "The CSI driver").
 const (
 	// VolumeName is the one CSI volume injected for all of a workload's connectors.
 	VolumeName = "connectors-proxy"

@@ -16,7 +16,7 @@ type PullRequest struct {
 }
 
 // PodNeedsPull reports whether a pod justifies the node pulling this repository through this
-// connector (ARCHITECTURE.md "Node pull"): the pod is scheduled on that node and not finished,
+// connector (README "The node pull listener"): the pod is scheduled on that node and not finished,
 // the webhook marked it for that connector (the status annotation lists it), and one of its
 // containers' images is that repository under the connector's proxy path. Visibility of the
 // connector from the pod's namespace is checked separately, with CanUseConnector: a label and

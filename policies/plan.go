@@ -81,7 +81,7 @@ const (
 	SkipConnectorNotReady = "connector-not-ready"
 )
 
-// Inject applies the injection plan (ARCHITECTURE.md "What a mutation adds") to a workload. It
+// Inject applies the injection plan (docs/architecture.md "The webhook") to a workload. It
 // is idempotent by construction: applied to its own output it changes nothing. An error means
 // the workload must be denied; its message names what is wrong and how to fix it.
 func Inject(cfg InjectionConfig, w Workload, connectors []ResolvedConnector, parts InjectSet) (Outcome, error) {

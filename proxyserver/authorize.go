@@ -43,7 +43,7 @@ func (a *authorizer) authorize(ctx context.Context, id identity.Identity, method
 		limitKey += "@" + id.NodeName
 		var err error
 		if from, err = a.nodePulls.Authorize(ctx, id, method, route); err != nil {
-			return nil, nil, "", &denial{codeDenied, err.Error()}
+			return nil, nil, "", a.nodePullDenial(id, err)
 		}
 	}
 	c, err := a.access.Resolve(ctx, from, ref)
@@ -67,6 +67,17 @@ func (a *authorizer) accessDenial(ref policies.ConnectorRef, err error) *denial 
 		a.log.Error(err, "resolving connector", "connector", ref.String())
 		return &denial{codeUnavailable, fmt.Sprintf("connector %s could not be read; retry", ref)}
 	}
+}
+
+// nodePullDenial: a pull the rule refuses is DENIED with the rule's reason; a failure to read
+// the pods is UNAVAILABLE, its detail (the API server's address) for the log only.
+func (a *authorizer) nodePullDenial(id identity.Identity, err error) *denial {
+	var refused *pullRefusedError
+	if errors.As(err, &refused) {
+		return &denial{codeDenied, refused.msg}
+	}
+	a.log.Error(err, "authorising a node pull", "node", id.NodeName)
+	return &denial{codeUnavailable, fmt.Sprintf("the proxy could not check which pods on node %s need this pull; retry", id.NodeName)}
 }
 
 func (a *authorizer) storeDenial(ref policies.ConnectorRef, err error) *denial {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/intercept"
 	"github.com/alauda/harbor-connector/proxyserver/upstream"
 )
@@ -44,13 +45,14 @@ func (f *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (f *Forward) connect(w http.ResponseWriter, r *http.Request) {
 	c, refused := identifyForward(r, f.Handler.reviewer, f.Pods)
 	if refused != nil {
-		f.refuse(w, r, refused.status, refused.message, nil)
+		f.refuseWith(w, r, refused, nil)
 		return
 	}
 	if c.how == "token" {
 		// The token's namespace must be allowed the connector its username names.
 		if err := f.Handler.auth.access.CheckVisible(r.Context(), c.id.Namespace, c.connectors[0]); err != nil {
-			f.refuse(w, r, http.StatusForbidden, err.Error(), c)
+			d := f.Handler.auth.accessDenial(c.connectors[0], err)
+			f.refuse(w, r, statusFor[d.code], d.message, c)
 			return
 		}
 	}
@@ -80,7 +82,9 @@ func (f *Forward) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, err := dialTunnel(r.Context(), f.DialTunnel, target)
 	if err != nil {
-		f.refuse(w, r, http.StatusBadGateway, fmt.Sprintf("tunnel to %s: %v", r.Host, err), c)
+		// The dial error names the resolved address; the caller gets the host it asked for.
+		f.refuseWith(w, r, &refusal{status: http.StatusBadGateway, detail: err,
+			message: fmt.Sprintf("tunnel to %s could not be opened: the host did not answer; retry later", r.Host)}, c)
 		return
 	}
 	f.Handler.log.Info("tunnel", "target", r.Host, "identity", c.id.String(), "via", c.how)
@@ -95,7 +99,7 @@ func (f *Forward) plain(w http.ResponseWriter, r *http.Request) {
 	}
 	c, refused := identifyForward(r, f.Handler.reviewer, f.Pods)
 	if refused != nil {
-		f.refuse(w, r, refused.status, refused.message, nil)
+		f.refuseWith(w, r, refused, nil)
 		return
 	}
 	hostPort := r.URL.Host
@@ -122,8 +126,13 @@ func (f *Forward) plain(w http.ResponseWriter, r *http.Request) {
 func (f *Forward) connectorFor(ctx context.Context, c *caller, hostPort string) (policies.ConnectorRef, *upstream.Registry, bool, *denial) {
 	for _, ref := range c.connectors {
 		conn, err := f.Handler.auth.access.Resolve(ctx, c.id.Namespace, ref)
-		if err != nil {
+		if access.IsNotVisible(err) || access.IsNotFound(err) {
 			continue
+		}
+		if err != nil {
+			// Which host this connector serves is unknown: refuse rather than tunnel a
+			// connector's traffic past the proxy without its credentials.
+			return ref, nil, true, f.Handler.auth.accessDenial(ref, err)
 		}
 		addr, err := policies.ParseAddress(conn.Spec.Address)
 		if err != nil || !addr.Registry.Matches(hostPort) {
@@ -139,15 +148,24 @@ func (f *Forward) connectorFor(ctx context.Context, c *caller, hostPort string) 
 }
 
 func (f *Forward) refuse(w http.ResponseWriter, r *http.Request, status int, msg string, c *caller) {
-	if status == http.StatusProxyAuthRequired {
+	f.refuseWith(w, r, &refusal{status: status, message: msg}, c)
+}
+
+// refuseWith answers a refusal; its detail, if any, goes only to the log.
+func (f *Forward) refuseWith(w http.ResponseWriter, r *http.Request, refused *refusal, c *caller) {
+	if refused.status == http.StatusProxyAuthRequired {
 		w.Header().Set("Proxy-Authenticate", challenge)
 	}
 	who := "unidentified"
 	if c != nil {
 		who = c.id.String()
 	}
-	f.Handler.log.Info("forward refused", "target", r.Host, "identity", who, "source", sourceIP(r), "status", status, "reason", msg)
-	http.Error(w, msg, status)
+	keys := []any{"target", r.Host, "identity", who, "source", sourceIP(r), "status", refused.status, "reason", refused.message}
+	if refused.detail != nil {
+		keys = append(keys, "detail", refused.detail.Error())
+	}
+	f.Handler.log.Info("forward refused", keys...)
+	http.Error(w, refused.message, refused.status)
 }
 
 func sourceIP(r *http.Request) string {

@@ -51,7 +51,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.route = &route
 	id, refused := verifyToken(r.Context(), h.reviewer, r)
 	if refused != nil {
-		writeError(rec, refused.code, route.Connector.String(), refused.message)
+		h.writeRefusal(rec, refused, route.Connector.String())
 		return
 	}
 	rec.identity = &id
@@ -62,7 +62,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // credential (so Docker-style clients send the pair from config.json), 200 otherwise.
 func (h *Handler) serveBase(w *recorder, r *http.Request) {
 	if _, refused := verifyToken(r.Context(), h.reviewer, r); refused != nil {
-		writeError(w, refused.code, "", refused.message)
+		h.writeRefusal(w, refused, "")
 		return
 	}
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
@@ -111,6 +111,15 @@ func (h *Handler) serve(w *recorder, r *http.Request, id identity.Identity, rout
 		passRedirects: connector.Annotations[policies.AnnotationStorageRedirects] == "pass-through",
 		cancel:        cancel,
 	})
+}
+
+// writeRefusal answers a caller the proxy could not identify; the refusal's detail goes to the
+// log only.
+func (h *Handler) writeRefusal(w http.ResponseWriter, refused *refusal, connector string) {
+	if refused.detail != nil {
+		h.log.Error(refused.detail, "identifying the caller", "reason", refused.message)
+	}
+	writeError(w, refused.code, connector, refused.message)
 }
 
 func writeRouteError(w http.ResponseWriter, err error) {

@@ -9,7 +9,6 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/alauda/harbor-connector/policies"
-	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 	"github.com/alauda/harbor-connector/proxyserver/upstream"
 )
@@ -17,9 +16,10 @@ import (
 // relayHarborAPI relays an allowed Harbor API call (harbor-cli, curl; policies.HarborAPIAllowed)
 // of an intercepted tunnel to the connector's Harbor with the connector's Basic credentials,
 // which Harbor's API takes. path is the canonical path that was checked, sent as is.
-func relayHarborAPI(w http.ResponseWriter, r *http.Request, path string, resolver *access.Resolver, id identity.Identity, ref policies.ConnectorRef, reg *upstream.Registry, log logr.Logger) {
-	if err := resolver.CheckVisible(r.Context(), id.Namespace, ref); err != nil {
-		writeError(w, codeDenied, ref.String(), err.Error())
+func relayHarborAPI(w http.ResponseWriter, r *http.Request, path string, auth *authorizer, id identity.Identity, ref policies.ConnectorRef, reg *upstream.Registry, log logr.Logger) {
+	if err := auth.access.CheckVisible(r.Context(), id.Namespace, ref); err != nil {
+		d := auth.accessDenial(ref, err)
+		writeError(w, d.code, ref.String(), d.message)
 		return
 	}
 	origin := reg.Origin()

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 )
@@ -25,6 +27,8 @@ type refusal struct {
 	status  int
 	code    string
 	message string
+	// detail is the cause for the proxy's log, never for the caller.
+	detail error
 }
 
 func (r *refusal) Error() string { return r.message }
@@ -50,7 +54,7 @@ func review(ctx context.Context, reviewer *identity.Reviewer, token string) (ide
 	case errors.As(err, &unauth):
 		return identity.Identity{}, unauthenticated("the ServiceAccount token was refused: " + unauth.Reason)
 	case err != nil:
-		return identity.Identity{}, &refusal{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "the proxy could not verify the token with the API server; retry"}
+		return identity.Identity{}, &refusal{status: http.StatusServiceUnavailable, code: codeUnavailable, detail: err, message: "the proxy could not verify the token with the API server; retry"}
 	}
 	return id, nil
 }
@@ -73,7 +77,7 @@ func identifyForward(r *http.Request, reviewer *identity.Reviewer, pods *PodsByI
 		}
 		user, _ = url.PathUnescape(user)
 		ns, name, ok := strings.Cut(user, "/")
-		if !ok || ns == "" || name == "" {
+		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Label(name)) > 0 {
 			// Never echo the username: clients put tokens there too. A short hash lets the log
 			// correlate attempts without holding the value.
 			return nil, proxyAuthRequired(fmt.Sprintf("the proxy username must be <namespace>/<connector> (URL-escaped: <namespace>%%2F<connector>); the one sent (sha256 %s…) is not", shortHash(user)))
@@ -98,8 +102,15 @@ func identifyForward(r *http.Request, reviewer *identity.Reviewer, pods *PodsByI
 		return nil, proxyAuthRequired("unknown source address")
 	}
 	pod, err := pods.Pod(r.Context(), host)
-	if err != nil {
+	var noPod *noPodError
+	switch {
+	case errors.As(err, &noPod):
 		return nil, proxyAuthRequired(err.Error() + ": send Proxy-Authorization with a ServiceAccount token instead")
+	case err != nil:
+		// An API server failure: its text names the API server's address, which is not the
+		// workload's business. The refusal's detail goes to the log only.
+		return nil, &refusal{status: http.StatusServiceUnavailable, code: codeUnavailable, detail: err,
+			message: "the proxy could not look up the pod behind your address; retry, or send Proxy-Authorization with a ServiceAccount token"}
 	}
 	refs, err := policies.ParseConnectorAnnotation(pod.Annotations[policies.AnnotationConnector], pod.Namespace)
 	if err != nil {

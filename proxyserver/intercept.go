@@ -78,7 +78,7 @@ func (in *interception) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(rec, codeDenied, ref.String(), reason)
 			return
 		}
-		relayHarborAPI(rec, r, path, h.auth.access, in.caller.id, ref, in.registry, h.log)
+		relayHarborAPI(rec, r, path, h.auth, in.caller.id, ref, in.registry, h.log)
 	default:
 		writeError(rec, codeDenied, ref.String(), fmt.Sprintf("%s is not served through the connectors proxy: only the registry API (/v2/) and Harbor's API (/api/v2.0/) are", r.URL.Path))
 	}

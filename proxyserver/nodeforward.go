@@ -18,7 +18,7 @@ import (
 	"github.com/go-logr/logr"
 )
 
-// NodeForwarder is the node pull listener (ARCHITECTURE.md "Node pull"): it serves the reverse
+// NodeForwarder is the node pull listener (README "The node pull listener"): it serves the reverse
 // layout on 127.0.0.1:5050 to the node's container runtime, which pulls rewritten images from
 // it over plain HTTP (containerd allows that for loopback without configuration), and relays
 // every read to the central proxy with the listener's own pod-bound ServiceAccount token. It
@@ -93,12 +93,15 @@ func (f *NodeForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *NodeForwarder) serveHealth(w http.ResponseWriter) {
+	// Anything on the node can ask: the answer says what is wrong, the log says where.
 	if _, err := f.token.get(f.TokenFile, f.Recheck); err != nil {
-		http.Error(w, "cannot read the ServiceAccount token file "+f.TokenFile, http.StatusServiceUnavailable)
+		f.Log.Error(err, "health: reading the ServiceAccount token")
+		http.Error(w, "the node pull listener cannot read its ServiceAccount token: see its log", http.StatusServiceUnavailable)
 		return
 	}
 	if _, err := f.transport(); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		f.Log.Error(err, "health: reading the central proxy's CA bundle")
+		http.Error(w, "the node pull listener cannot read the central proxy's CA bundle: see its log", http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ok"))

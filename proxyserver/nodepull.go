@@ -17,7 +17,7 @@ import (
 // podNodeIndex indexes the marked pods the proxy caches by the node they are scheduled on.
 const podNodeIndex = "spec.nodeName"
 
-// NodePulls authorises what the node pull listeners relay (ARCHITECTURE.md "Node pull"). A
+// NodePulls authorises what the node pull listeners relay (README "The node pull listener"). A
 // listener holds no Harbor credentials and no rights of its own beyond its pod-bound token; the
 // token's TokenReview names the node, and a pull is allowed only when a pod scheduled on that
 // node, marked by the webhook for that connector, names that repository in an image, and the
@@ -43,10 +43,10 @@ func (n *NodePulls) IsForwarder(id identity.Identity) bool {
 // it, from which the connector is then resolved.
 func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, method string, route Route) (string, error) {
 	if method != http.MethodGet && method != http.MethodHead || (route.Kind != KindManifest && route.Kind != KindBlob) {
-		return "", fmt.Errorf("the node pull listener (%s) may only read manifests and blobs, not %s %s", id, method, route.Kind)
+		return "", &pullRefusedError{fmt.Sprintf("the node pull listener (%s) may only read manifests and blobs, not %s %s", id, method, route.Kind)}
 	}
 	if id.NodeName == "" {
-		return "", fmt.Errorf("the node pull listener's token (%s) names no node: it must be a pod-bound token from an API server that records the node (Kubernetes 1.30 or later)", id)
+		return "", &pullRefusedError{fmt.Sprintf("the node pull listener's token (%s) names no node: it must be a pod-bound token from an API server that records the node (Kubernetes 1.30 or later)", id)}
 	}
 	req := policies.PullRequest{Node: id.NodeName, Connector: route.Connector, Repository: route.Repository}
 	for _, reader := range []client.Reader{n.Pods, n.Live} {
@@ -58,14 +58,20 @@ func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, method 
 			continue // answered as a pull no pod justifies
 		}
 		if err != nil {
-			return "", fmt.Errorf("listing pods on node %s: %v", req.Node, err)
+			return "", fmt.Errorf("listing pods on node %s: %w", req.Node, err)
 		}
 		if namespace != "" {
 			return namespace, nil
 		}
 	}
-	return "", fmt.Errorf("%s", policies.NodePullRefusal(req))
+	return "", &pullRefusedError{policies.NodePullRefusal(req)}
 }
+
+// pullRefusedError: the rule refuses the pull; its message is for the container runtime (and so
+// the pod's events). Any other error from Authorize is the API server's, for the log only.
+type pullRefusedError struct{ msg string }
+
+func (e *pullRefusedError) Error() string { return e.msg }
 
 // justifiedBy is the namespace of a pod on the node that needs the pull and may use the
 // connector, "" when none does.
@@ -76,8 +82,14 @@ func (n *NodePulls) justifiedBy(ctx context.Context, reader client.Reader, req p
 	}
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if policies.PodNeedsPull(pod, req) && n.Access.CheckVisible(ctx, pod.Namespace, req.Connector) == nil {
+		if !policies.PodNeedsPull(pod, req) {
+			continue
+		}
+		switch err := n.Access.CheckVisible(ctx, pod.Namespace, req.Connector); {
+		case err == nil:
 			return pod.Namespace, nil
+		case !access.IsNotVisible(err):
+			return "", err
 		}
 	}
 	return "", nil

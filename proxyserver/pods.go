@@ -64,7 +64,7 @@ func (p PodsByIP) Pod(ctx context.Context, ip string) (*corev1.Pod, error) {
 				}
 			}
 			if pod == nil && err == nil {
-				err = fmt.Errorf("no running pod marked %s=true has address %s", policies.LabelProxyInjected, ip)
+				err = &noPodError{fmt.Sprintf("no running pod marked %s=true has address %s", policies.LabelProxyInjected, ip)}
 			}
 			return pod, err
 		case <-ticker.C:
@@ -73,6 +73,12 @@ func (p PodsByIP) Pod(ctx context.Context, ip string) (*corev1.Pod, error) {
 	}
 	return pod, err
 }
+
+// noPodError: no single marked pod has the address. Its message is for the caller; any other
+// error from Pod is the API server's.
+type noPodError struct{ msg string }
+
+func (e *noPodError) Error() string { return e.msg }
 
 // podWithIP is the single matching pod, nil without one.
 func podWithIP(ctx context.Context, reader client.Reader, ip string) (*corev1.Pod, error) {
@@ -88,7 +94,7 @@ func podWithIP(ctx context.Context, reader client.Reader, ip string) (*corev1.Po
 			continue
 		}
 		if found != nil {
-			return nil, fmt.Errorf("two pods claim address %s", ip)
+			return nil, &noPodError{fmt.Sprintf("two pods claim address %s", ip)}
 		}
 		found = pod
 	}

@@ -165,3 +165,60 @@ func TestDocsLinkOnlyInsideTheRepository(t *testing.T) {
 		}
 	}
 }
+
+// docCitation is a comment's pointer into the docs: README "Section" or docs/<file>.md "Section",
+// optionally followed by more sections (, "Other").
+var docCitation = regexp.MustCompile(`(README|docs/[\w.-]+\.md) ("[^"]+"(?:, "[^"]+")*)`)
+
+// Code and manifests cite documents inside the repository only, by sections that exist, so a
+// newcomer following a comment lands somewhere.
+func TestCodeCitesOnlyDocsThatExist(t *testing.T) {
+	_, root := readme(t)
+	out, err := exec.Command("git", "-C", root, "ls-files", "*.go", "*.yaml", "*.sh", "Makefile").Output()
+	require.NoError(t, err)
+	headings := map[string][]string{}
+	headingsOf := func(doc string) []string {
+		if h, ok := headings[doc]; ok {
+			return h
+		}
+		b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(doc)))
+		if err != nil {
+			headings[doc] = nil
+			return nil
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "#") {
+				headings[doc] = append(headings[doc], strings.TrimSpace(strings.TrimLeft(line, "#")))
+			}
+		}
+		return headings[doc]
+	}
+	checked := 0
+	for _, file := range strings.Fields(string(out)) {
+		if strings.Contains(file, "/vendor/") || strings.HasPrefix(file, "test/docs/") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(root, file))
+		require.NoError(t, err)
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, gone := range []string{"ARCHITECTURE.md", "../shared", "proxy-anchors"} {
+				assert.NotContains(t, line, gone, "%s:%d cites a document outside the repository", file, i+1)
+			}
+			for _, m := range docCitation.FindAllStringSubmatch(line, -1) {
+				doc := m[1]
+				if doc == "README" {
+					doc = "README.md"
+				}
+				for _, section := range regexp.MustCompile(`"([^"]+)"`).FindAllStringSubmatch(m[2], -1) {
+					checked++
+					found := false
+					for _, h := range headingsOf(doc) {
+						found = found || strings.HasPrefix(h, section[1])
+					}
+					assert.True(t, found, "%s:%d cites %s %q, which has no such section", file, i+1, doc, section[1])
+				}
+			}
+		}
+	}
+	assert.NotZero(t, checked, "no citation found: the pattern is broken")
+}

@@ -245,7 +245,7 @@ func TestInstallProxyNamesResolve(t *testing.T) {
 // The node pull listener reaches the proxy's Service with the proxy's serving CA only (the
 // ConfigMap trust-manager copies from that Certificate's Secret), runs as the ServiceAccount the
 // proxy accepts as a node forwarder, in connectors-node, and that ServiceAccount is bound to no
-// role (ARCHITECTURE.md "RBAC": nothing but its own token).
+// role (docs/architecture.md "RBAC": nothing but its own token).
 func TestInstallNodeListener(t *testing.T) {
 	c := applyDefault(t)
 	ctx := context.Background()

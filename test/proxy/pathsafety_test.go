@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
+	"github.com/alauda/harbor-connector/policies"
 )
 
 // What an outside review reproduced against a real Harbor behind its nginx (issue 12): a path
@@ -119,23 +120,51 @@ func TestHarborAPIAllowList(t *testing.T) {
 	}
 }
 
-// Harbor's core sets its sid cookie on registry answers too; no listener passes it on.
+// Harbor's core sets its sid cookie on registry and API answers, errors included; no listener
+// passes it on: reverse, forward (intercepted registry API, Harbor API relay, its 404s) and the
+// node pull listener.
 func TestNoHarborSessionReachesClients(t *testing.T) {
 	h := forwardHarbor(t)
 	pushSample(t, "cookie")
-	resp := request(t, "GET", pathA("cookie/manifests/v1"), saToken(t, nsA), nil)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Empty(t, resp.Header.Values("Set-Cookie"), "reverse")
-	assert.NotEmpty(t, harbor.IssuedSessions(), "Harbor did set sessions")
+	before := len(h.IssuedSessions()) + len(harbor.IssuedSessions())
+	noCookie := func(what string, resp *http.Response, wantStatus int) {
+		t.Helper()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, wantStatus, resp.StatusCode, what)
+		assert.Empty(t, resp.Header.Values("Set-Cookie"), what)
+	}
+	noCookie("reverse", request(t, "GET", pathA("cookie/manifests/v1"), saToken(t, nsA), nil), http.StatusOK)
 
 	proxy := &url.URL{Scheme: "http", User: url.UserPassword(nsA+"/fwd", saToken(t, nsA)), Host: forwardAddr}
-	status, err := manifestVia(goClient("127.0.0.1", proxy), h, "cookie-fwd")
+	fwd := goClient("127.0.0.1", proxy)
+	_, err := manifestVia(fwd, h, "cookie-fwd") // pushes nothing: a 404 from Harbor, with its cookie
 	require.NoError(t, err)
-	assert.NotEqual(t, 0, status)
-	for _, s := range h.IssuedSessions() {
-		assert.NotContains(t, responses.String(), s)
+	for _, c := range []struct {
+		path   string
+		status int
+	}{
+		{"/v2/team/cookie-fwd/manifests/v1", http.StatusNotFound},
+		{"/api/v2.0/projects", http.StatusOK},
+		{"/api/v2.0/projects/no-such-project", http.StatusNotFound},
+	} {
+		req, _ := http.NewRequest("GET", "https://"+h.Host()+c.path, nil)
+		req.Header.Set("Accept", manifestTypes)
+		resp, err := fwd.Do(req)
+		require.NoError(t, err, c.path)
+		noCookie("forward "+c.path, resp, c.status)
 	}
+
+	l := startNodeListener(t, proxyAddr)
+	pod := workloadPod(t, nsA, nodeName, nsA+"/harbor", l.image(nsA, "harbor", "cookie"))
+	defer func() { _ = k8s.Delete(context.Background(), pod) }()
+	req, _ := http.NewRequest("GET", "http://"+l.addr+"/v2/"+policies.ProxyPath(policies.ConnectorRef{Namespace: nsA, Name: "harbor"})+"/team/cookie/manifests/v1", nil)
+	req.Header.Set("Accept", manifestTypes)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	noCookie("node listener", resp, http.StatusOK)
+
+	assert.Greater(t, len(h.IssuedSessions())+len(harbor.IssuedSessions()), before, "Harbor did set sessions meanwhile")
 }
 
 // A workload that puts its token in the proxy username (a common mistake) never sees it echoed,
@@ -148,6 +177,13 @@ func TestProxyUsernameIsNeverEchoed(t *testing.T) {
 	assert.Contains(t, reply, "<namespace>/<connector>")
 	sig := token[strings.LastIndex(token, ".")+1:]
 	assert.NotContains(t, reply, sig, "the reply echoes the username")
+	// The token as one half of <namespace>/<connector>: neither half is a name, so neither is
+	// looked up or named in a refusal.
+	for _, user := range []string{nsA + "/" + token, token + "/fwd", nsA + "%2F" + token} {
+		status, reply := connectReply(t, "harbor.test:443", basicUser(user, token))
+		assert.Equal(t, http.StatusProxyAuthRequired, status, "username of the form %s", strings.ReplaceAll(user, token, "<token>"))
+		assert.NotContains(t, reply, sig, "the reply echoes the username")
+	}
 	assert.NotContains(t, logs.String(), sig, "the log holds the username")
 }
 
@@ -221,5 +257,17 @@ func TestErrorBodiesDiscloseNoInternals(t *testing.T) {
 		for _, h := range hidden {
 			assert.NotContains(t, e.Errors[0].Message, h, name)
 		}
+	}
+
+	// A tunnel whose target does not answer: the reply names the host asked for, not the
+	// address it resolved to or the dial error.
+	forwardHarbor(t)
+	forwardProxy.Resolve = func(context.Context, string) ([]net.IP, error) { return []net.IP{net.ParseIP(allowedMirror)}, nil }
+	t.Cleanup(func() { forwardProxy.Resolve = nil })
+	status, reply := connectReply(t, "mirror.internal.test:"+port, basicUser(nsA+"/fwd", saToken(t, nsA)))
+	assert.Equal(t, http.StatusBadGateway, status)
+	assert.Contains(t, reply, "mirror.internal.test:"+port)
+	for _, h := range []string{allowedMirror, "dial", "connect:", "refused"} {
+		assert.NotContains(t, reply, h, "tunnel")
 	}
 }
