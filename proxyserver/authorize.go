@@ -57,6 +57,40 @@ func (a *authorizer) authorize(ctx context.Context, id identity.Identity, method
 	return reg, c, limitKey, nil
 }
 
+// visible applies the visibility rule alone.
+func (a *authorizer) visible(ctx context.Context, from string, ref policies.ConnectorRef) *denial {
+	if err := a.access.CheckVisible(ctx, from, ref); err != nil {
+		return a.accessDenial(ref, err)
+	}
+	return nil
+}
+
+// registryServing returns the one of refs, usable from namespace from, whose registry is
+// host:port (the forward listener's CONNECT target), with its upstream. A matching connector
+// that cannot be used (its Secret is broken, or it could not be read) is a denial, not a reason
+// to tunnel its traffic past the proxy without credentials.
+func (a *authorizer) registryServing(ctx context.Context, from string, refs []policies.ConnectorRef, hostPort string) (policies.ConnectorRef, *upstream.Registry, bool, *denial) {
+	for _, ref := range refs {
+		conn, err := a.access.Resolve(ctx, from, ref)
+		if access.IsNotVisible(err) || access.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return ref, nil, true, a.accessDenial(ref, err)
+		}
+		addr, err := policies.ParseAddress(conn.Spec.Address)
+		if err != nil || !addr.Registry.Matches(hostPort) {
+			continue
+		}
+		reg, err := a.store.For(ctx, conn)
+		if err != nil {
+			return ref, nil, true, a.storeDenial(ref, err)
+		}
+		return ref, reg, true, nil
+	}
+	return policies.ConnectorRef{}, nil, false, nil
+}
+
 func (a *authorizer) accessDenial(ref policies.ConnectorRef, err error) *denial {
 	switch {
 	case access.IsNotVisible(err):

@@ -25,6 +25,9 @@ type upstreamCall struct {
 	passRedirects bool
 	// cancel aborts the upstream exchange (stall timers use it).
 	cancel context.CancelCauseFunc
+	// clientBody is the client's request body as the listener counts it (nil without one): the
+	// relay tells a client that went away mid-upload from a registry that failed by it.
+	clientBody *countingBody
 }
 
 // url is the registry URL the call goes to.

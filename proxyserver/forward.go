@@ -8,9 +8,7 @@ import (
 	"net/url"
 
 	"github.com/alauda/harbor-connector/policies"
-	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/intercept"
-	"github.com/alauda/harbor-connector/proxyserver/upstream"
 )
 
 // Forward is the HTTPS_PROXY listener. A CONNECT to the registry host of a connector the caller
@@ -50,8 +48,7 @@ func (f *Forward) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.how == "token" {
 		// The token's namespace must be allowed the connector its username names.
-		if err := f.Handler.auth.access.CheckVisible(r.Context(), c.id.Namespace, c.connectors[0]); err != nil {
-			d := f.Handler.auth.accessDenial(c.connectors[0], err)
+		if d := f.Handler.auth.visible(r.Context(), c.id.Namespace, c.connectors[0]); d != nil {
 			f.refuse(w, r, statusFor[d.code], d.message, c)
 			return
 		}
@@ -61,7 +58,7 @@ func (f *Forward) connect(w http.ResponseWriter, r *http.Request) {
 		f.refuse(w, r, http.StatusBadRequest, "CONNECT needs host:port", c)
 		return
 	}
-	if ref, reg, ok, denied := f.connectorFor(r.Context(), c, r.Host); ok {
+	if ref, reg, ok, denied := f.Handler.auth.registryServing(r.Context(), c.id.Namespace, c.connectors, r.Host); ok {
 		if denied != nil {
 			f.refuse(w, r, http.StatusServiceUnavailable, denied.message, c)
 			return
@@ -106,7 +103,7 @@ func (f *Forward) plain(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Port() == "" {
 		hostPort = net.JoinHostPort(r.URL.Hostname(), "80")
 	}
-	ref, reg, ok, denied := f.connectorFor(r.Context(), c, hostPort)
+	ref, reg, ok, denied := f.Handler.auth.registryServing(r.Context(), c.id.Namespace, c.connectors, hostPort)
 	switch {
 	case !ok:
 		f.refuse(w, r, http.StatusForbidden, fmt.Sprintf("plain-HTTP proxying is offered only to your connectors' registries, not %s: use HTTPS", r.URL.Host), c)
@@ -118,33 +115,6 @@ func (f *Forward) plain(w http.ResponseWriter, r *http.Request) {
 	r.Header.Del("Proxy-Authorization")
 	r.URL = &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	(&interception{handler: f.Handler, caller: c, ref: ref, registry: reg}).ServeHTTP(w, r)
-}
-
-// connectorFor returns the caller's connector whose registry is host:port, if any. A matching
-// connector that cannot be used (its Secret is broken) is an error, not a reason to tunnel the
-// request past it without credentials.
-func (f *Forward) connectorFor(ctx context.Context, c *caller, hostPort string) (policies.ConnectorRef, *upstream.Registry, bool, *denial) {
-	for _, ref := range c.connectors {
-		conn, err := f.Handler.auth.access.Resolve(ctx, c.id.Namespace, ref)
-		if access.IsNotVisible(err) || access.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			// Which host this connector serves is unknown: refuse rather than tunnel a
-			// connector's traffic past the proxy without its credentials.
-			return ref, nil, true, f.Handler.auth.accessDenial(ref, err)
-		}
-		addr, err := policies.ParseAddress(conn.Spec.Address)
-		if err != nil || !addr.Registry.Matches(hostPort) {
-			continue
-		}
-		reg, err := f.Handler.auth.store.For(ctx, conn)
-		if err != nil {
-			return ref, nil, true, f.Handler.auth.storeDenial(ref, err)
-		}
-		return ref, reg, true, nil
-	}
-	return policies.ConnectorRef{}, nil, false, nil
 }
 
 func (f *Forward) refuse(w http.ResponseWriter, r *http.Request, status int, msg string, c *caller) {

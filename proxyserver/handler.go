@@ -110,6 +110,7 @@ func (h *Handler) serve(w *recorder, r *http.Request, id identity.Identity, rout
 		route: route, registry: registry, scopes: scopes, auth: auth, query: query, native: native,
 		passRedirects: connector.Annotations[policies.AnnotationStorageRedirects] == "pass-through",
 		cancel:        cancel,
+		clientBody:    w.body,
 	})
 }
 

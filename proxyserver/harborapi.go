@@ -17,8 +17,7 @@ import (
 // of an intercepted tunnel to the connector's Harbor with the connector's Basic credentials,
 // which Harbor's API takes. path is the canonical path that was checked, sent as is.
 func relayHarborAPI(w http.ResponseWriter, r *http.Request, path string, auth *authorizer, id identity.Identity, ref policies.ConnectorRef, reg *upstream.Registry, log logr.Logger) {
-	if err := auth.access.CheckVisible(r.Context(), id.Namespace, ref); err != nil {
-		d := auth.accessDenial(ref, err)
+	if d := auth.visible(r.Context(), id.Namespace, ref); d != nil {
 		writeError(w, d.code, ref.String(), d.message)
 		return
 	}

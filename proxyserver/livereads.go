@@ -16,11 +16,12 @@ const (
 )
 
 // errLiveReadsLimited is a live read refused by the rate limit: callers answer as for a miss.
-var errLiveReadsLimited = errors.New("live reads of pods are rate limited")
+var errLiveReadsLimited = errors.New("live reads are rate limited")
 
-// LiveReads is how the proxy reads pods from the API server when its informer cache has no
-// match yet: the kubelet can start a pod, and the pod send its first request, before the
-// informer has its address or its node. Anyone who reaches the proxy can cause such a miss (an
+// LiveReads is how the proxy reads pods and connectors from the API server when its informer
+// cache has no match yet: the kubelet can start a pod, and the pod send its first request,
+// before the informer has its address or its node (and a Connector applied with its first
+// workload may not be cached yet). Anyone who reaches the proxy can cause such a miss (an
 // address no marked pod has, a pull no pod justifies), so the reads go through a token bucket:
 // a flood of misses costs the API server at most qps field-selected Lists per second, and a miss
 // that finds no token is answered as a miss (refused; clients and the kubelet retry).

@@ -22,11 +22,11 @@ var (
 		Name: "connectors_proxy_upstream_errors_total",
 		Help: "Failures talking to registries, by reason.",
 	}, []string{"reason"})
-	// liveReads counts reads of pods from the API server on a cache miss (LiveReads): made, or
-	// limited (refused by the rate limit, answered as a miss).
+	// liveReads counts reads of pods and connectors from the API server on a cache miss
+	// (LiveReads): made, or limited (refused by the rate limit).
 	liveReads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "connectors_proxy_live_reads_total",
-		Help: "Reads of pods from the API server after an informer cache miss, by result: made or limited (answered as a miss).",
+		Help: "Reads of pods and connectors from the API server after an informer cache miss, by result: made or limited.",
 	}, []string{"result"})
 	activeStreams = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "connectors_proxy_active_streams",

@@ -190,7 +190,7 @@ func (rl *relay) errorHandler(w http.ResponseWriter, r *http.Request, err error)
 		writeError(w, codeUnavailable, ref, fmt.Sprintf("the transfer through connector %s stalled: no data moved for %s", ref, rl.stall))
 		return
 	}
-	if rec, ok := w.(*recorder); (ok && rec.body != nil && rec.body.broken) || errors.Is(r.Context().Err(), context.Canceled) {
+	if (call.clientBody != nil && call.clientBody.broken) || errors.Is(r.Context().Err(), context.Canceled) {
 		upstreamErrors.WithLabelValues("client-gone").Inc()
 		return
 	}

@@ -92,7 +92,10 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}); err != nil {
 		return nil, fmt.Errorf("watching Namespaces: %w", err)
 	}
-	resolver := &access.Resolver{Source: &access.CachedSource{Cache: mgr.GetClient()}}
+	// A cache miss is read once from the API server, as the webhook and the CSI driver do
+	// (`kubectl apply -f dir/` creates a Connector and its first workload in the same second),
+	// through the same token bucket as pod reads: anyone can name a connector that does not exist.
+	resolver := &access.Resolver{Source: &access.CachedSource{Cache: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), DefaultLiveReadsQPS, DefaultLiveReadsBurst)}}
 	var nodePulls *NodePulls
 	if len(opts.NodeForwarders) > 0 {
 		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), DefaultLiveReadsQPS, DefaultLiveReadsBurst), Access: resolver}

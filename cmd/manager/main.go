@@ -1,5 +1,5 @@
-// Command manager runs the Connector controller (leader-elected) and, from a later release, the
-// admission webhook (served on every replica). Flags and wiring only; behaviour lives in
+// Command manager runs the Connector controller (leader-elected) and the admission webhooks
+// (served on every replica). Flags and wiring only; behaviour lives in
 // controller/ and webhook/.
 package main
 

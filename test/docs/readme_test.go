@@ -222,3 +222,30 @@ func TestCodeCitesOnlyDocsThatExist(t *testing.T) {
 	}
 	assert.NotZero(t, checked, "no citation found: the pattern is broken")
 }
+
+// README's Layout names every folder of test/ and every subpackage of proxyserver/, and
+// docs/architecture.md every file of proxyserver/, so neither goes stale as code moves.
+func TestLayoutNamesEveryFolder(t *testing.T) {
+	doc, root := readme(t)
+	start := strings.Index(doc, "## Layout")
+	require.GreaterOrEqual(t, start, 0, "README.md has a Layout section")
+	layout := doc[start:]
+	for _, parent := range []string{"test", "proxyserver"} {
+		entries, err := os.ReadDir(filepath.Join(root, parent))
+		require.NoError(t, err)
+		for _, e := range entries {
+			if e.IsDir() && e.Name() != "testdata" {
+				assert.Contains(t, layout, "`"+e.Name()+"/`", "README's Layout does not name %s/%s/", parent, e.Name())
+			}
+		}
+	}
+	arch, err := os.ReadFile(filepath.Join(root, "docs", "architecture.md"))
+	require.NoError(t, err)
+	files, err := filepath.Glob(filepath.Join(root, "proxyserver", "*.go"))
+	require.NoError(t, err)
+	for _, f := range files {
+		if name := filepath.Base(f); !strings.HasSuffix(name, "_test.go") {
+			assert.Contains(t, string(arch), "`"+name+"`", "docs/architecture.md does not name proxyserver/%s", name)
+		}
+	}
+}

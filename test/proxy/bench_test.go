@@ -136,9 +136,10 @@ func startBenchParts(b *testing.B) *benchParts {
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	must(b, os.WriteFile(kubeconfig, kc, 0o600))
 	p.proxyAddr, p.forwardAddr = freeAddr(b), freeAddr(b)
+	probeAddr := freeAddr(b)
 	proxy := exec.Command(bin, "--kubeconfig", kubeconfig, "--https-address", p.proxyAddr, "--tls-cert-dir", filepath.Join(workDir, "proxy-tls"),
 		"--forward-address", p.forwardAddr, "--intercept-ca-dir", filepath.Join(workDir, "intercept-ca"),
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+		"--metrics-bind-address", "0", "--health-probe-bind-address", probeAddr)
 	proxy.Stdout, proxy.Stderr = io.Discard, io.Discard
 	must(b, proxy.Start())
 	p.proxyPID = proxy.Process.Pid
@@ -199,8 +200,28 @@ http {
 			b.Fatalf("%s did not start", addr)
 		}
 	}
-	time.Sleep(time.Second) // the proxy's informers sync
+	// Ready means the proxy's informers have synced: before that its first answers would be
+	// cache misses, not the steady state measured here.
+	if !ready("http://"+probeAddr+"/readyz", 30*time.Second) {
+		p.stop()
+		b.Fatalf("the proxy did not become ready")
+	}
 	return p
+}
+
+// ready waits until url answers 200.
+func ready(url string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 // listening waits until something accepts connections on addr.
