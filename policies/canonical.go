@@ -23,7 +23,8 @@ var ErrNonCanonicalPath = errors.New("request path is not in canonical form")
 //
 //   - it starts with "/", has no empty segment ("//") except a trailing "/", and no "." or ".."
 //     segment;
-//   - it holds only RFC 3986 path characters (unreserved, sub-delims, ':', '@'): no backslash,
+//   - it holds only RFC 3986 path characters (unreserved, sub-delims but ';', ':', '@'): no
+//     ';' (a path parameter to servlet-style fronts, where "..;" is ".."), no backslash,
 //     no control, space or non-ASCII byte, none of `"<>[]^{|}` or '`', no '?' or '#';
 //   - it holds no percent-escape, with one exception: Harbor's API writes nested repository
 //     names twice encoded in its {repository_name} segment
@@ -100,6 +101,11 @@ func checkSegment(seg string, harborRepository bool) error {
 // checkLiteral refuses a byte that a canonical path never holds unencoded.
 func checkLiteral(c byte) error {
 	switch {
+	case c == ';':
+		// Harbor's nginx passes it on, but a servlet-style front (some gateways and ingress
+		// controllers) strips ";..." from a segment before routing, which makes "..;" a dot
+		// segment; no registry or Harbor API path holds one.
+		return refuse("request path contains ';' (a path parameter, which some fronts strip before routing): registry and Harbor API paths hold none")
 	case isPathChar(c):
 		return nil
 	case c == '\\':
