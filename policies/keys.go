@@ -62,6 +62,11 @@ const (
 	// DefaultPullHost is where rewritten images point: the node pull listener every node runs on
 	// its loopback (container runtimes pull from loopback registries over plain HTTP).
 	DefaultPullHost = "127.0.0.1:5050"
+	// DefaultProxyHost is the proxy's Service as the install names it (config/proxy): the host
+	// workloads, the CSI driver's files and the node pull listeners reach the proxy at.
+	DefaultProxyHost = "connectors-proxy.connectors-system.svc"
+	// DefaultForwardProxyURL is the proxy's plain forward listener (port 3128) at that host.
+	DefaultForwardProxyURL = "http://" + DefaultProxyHost + ":3128"
 )
 
 // The injected volume and its files (docs/architecture.md "The webhook", "The CSI driver").

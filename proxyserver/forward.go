@@ -23,8 +23,8 @@ type Forward struct {
 	Pods *PodsByIP
 	// Resolve looks up tunnel targets (tests override it); default net.DefaultResolver.
 	Resolve func(ctx context.Context, host string) ([]net.IP, error)
-	// DialTunnel connects tunnels to the checked address (tests override it); default a
-	// net.Dialer with a 10 s timeout.
+	// DialTunnel connects tunnels to the checked address: NewForward's net.Dialer with
+	// ForwardOptions.TunnelDialTimeout (tests override it).
 	DialTunnel func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 

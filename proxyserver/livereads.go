@@ -8,13 +8,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Default rate of live reads per LiveReads: a few per second covers pods whose first request
-// beats the informer, and is a load the API server does not notice.
-const (
-	DefaultLiveReadsQPS   = 5
-	DefaultLiveReadsBurst = 10
-)
-
 // errLiveReadsLimited is a live read refused by the rate limit: callers answer as for a miss.
 var errLiveReadsLimited = errors.New("live reads are rate limited")
 
@@ -30,7 +23,8 @@ type LiveReads struct {
 	limiter flowcontrol.RateLimiter
 }
 
-// NewLiveReads limits reads through r to qps per second, with bursts of burst.
+// NewLiveReads limits reads through r to qps per second, with bursts of burst (each kind of
+// read has its own: Options.ConnectorLiveReads and NodePullLiveReads, ForwardOptions.PodLiveReads).
 func NewLiveReads(r client.Reader, qps float32, burst int) *LiveReads {
 	return &LiveReads{Reader: r, limiter: flowcontrol.NewTokenBucketRateLimiter(qps, burst)}
 }

@@ -33,7 +33,8 @@ type NodeForwarder struct {
 	// CAFile is the bundle that verifies the central proxy's serving certificate; re-read when
 	// it changes (cert-manager rotation).
 	CAFile string
-	// Recheck is how often the token and CA files are re-read (default 10s).
+	// Recheck is how often the token and CA files are re-read (NodeOptions.Recheck); zero
+	// re-reads them on every use.
 	Recheck time.Duration
 	// Dial overrides how the central proxy is dialled (tests).
 	Dial func(network, addr string) (net.Conn, error)
@@ -48,6 +49,16 @@ type NodeForwarder struct {
 	rtCA  []byte
 }
 
+// NewNodeForwarder builds the node pull listener from o; o.Upstream must be the central proxy's
+// https:// URL.
+func NewNodeForwarder(o NodeOptions, log logr.Logger) (*NodeForwarder, error) {
+	u, err := url.Parse(o.Upstream)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("--upstream-proxy=%q: want the central proxy's https:// URL, e.g. %s", o.Upstream, DefaultOptions().Node.Upstream)
+	}
+	return &NodeForwarder{Upstream: u, TokenFile: o.TokenFile, CAFile: o.CAFile, Recheck: o.Recheck, Log: log}, nil
+}
+
 // fileCache re-reads a small file at most once per interval.
 type fileCache struct {
 	mu   sync.Mutex
@@ -58,7 +69,7 @@ type fileCache struct {
 func (c *fileCache) get(path string, recheck time.Duration) ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.data != nil && time.Since(c.read) < orDefault(recheck, 10*time.Second) {
+	if c.data != nil && time.Since(c.read) < recheck {
 		return c.data, nil
 	}
 	data, err := os.ReadFile(path)

@@ -34,9 +34,8 @@ type PodsByIP struct {
 	// Live reads pods from the API server once the wait is over without a match: a LiveReads,
 	// so that misses anyone can cause stay a bounded load on the API server.
 	Live client.Reader
-	// Wait is how long a miss waits for the cache to learn the address (default 5s). A pod's
-	// first request often comes within milliseconds of its container starting, before the
-	// kubelet's status update carrying its IP has reached the proxy's informer.
+	// Wait is how long a miss waits for the cache to learn the address (ForwardOptions.PodWait);
+	// zero goes to Live at once.
 	Wait time.Duration
 }
 
@@ -48,10 +47,9 @@ func (p PodsByIP) Pod(ctx context.Context, ip string) (*corev1.Pod, error) {
 	if pod != nil || err != nil {
 		return pod, err
 	}
-	wait := orDefault(p.Wait, 5*time.Second)
 	ticker := time.NewTicker(100 * time.Millisecond)
 	defer ticker.Stop()
-	deadline := time.NewTimer(wait)
+	deadline := time.NewTimer(p.Wait)
 	defer deadline.Stop()
 	for pod == nil && err == nil {
 		select {

@@ -3,6 +3,8 @@ package proxyserver
 import (
 	"context"
 	"fmt"
+	"net"
+	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +18,7 @@ import (
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
+	"github.com/alauda/harbor-connector/proxyserver/intercept"
 	"github.com/alauda/harbor-connector/proxyserver/upstream"
 )
 
@@ -43,7 +46,9 @@ func CacheOptionsFor(credentialsNamespace string) cache.Options {
 // connector's upstream state, tokens included. mgr's cache must come from
 // CacheOptionsFor(opts.CredentialsNamespace).
 func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, error) {
-	opts = opts.withDefaults()
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	credentialsNamespace := opts.CredentialsNamespace
 	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
@@ -94,17 +99,45 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	}
 	// A cache miss is read once from the API server, as the webhook and the CSI driver do
 	// (`kubectl apply -f dir/` creates a Connector and its first workload in the same second),
-	// through the same token bucket as pod reads: anyone can name a connector that does not exist.
-	resolver := &access.Resolver{Source: &access.CachedSource{Cache: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), DefaultLiveReadsQPS, DefaultLiveReadsBurst)}}
+	// through a token bucket as pod reads are: anyone can name a connector that does not exist.
+	resolver := &access.Resolver{Source: &access.CachedSource{Cache: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.ConnectorLiveReads.QPS, opts.ConnectorLiveReads.Burst)}}
 	var nodePulls *NodePulls
 	if len(opts.NodeForwarders) > 0 {
-		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), DefaultLiveReadsQPS, DefaultLiveReadsBurst), Access: resolver}
+		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.NodePullLiveReads.QPS, opts.NodePullLiveReads.Burst), Access: resolver}
 		for _, sa := range opts.NodeForwarders {
 			nodePulls.Forwarders[sa] = true
 		}
 	}
 	reviewer := &identity.Reviewer{Client: clientset, Audiences: opts.Audiences, PositiveTTL: opts.TokenReviewTTL, NegativeTTL: opts.TokenReviewNegativeTTL}
 	return newHandler(reviewer, resolver, nodePulls, store, opts, mgr.GetLogger().WithName("proxy")), nil
+}
+
+// NewForward builds the forward listener around handler (NewHandler's) from o: the interception
+// CA in o.InterceptCADir, the tunnel policy, and, with o.PodIdentity, callers identified by
+// source address from mgr's informer cache, with live reads limited as o.PodLiveReads.
+func NewForward(handler *Handler, mgr ctrl.Manager, o ForwardOptions) (*Forward, error) {
+	mode := o.TunnelMode
+	if mode != policies.TunnelPublic && mode != policies.TunnelDeny && mode != policies.TunnelAllowList {
+		return nil, fmt.Errorf("--tunnel-policy=%q: want public, deny or allowlist", mode)
+	}
+	var cidrs []*net.IPNet
+	for _, c := range o.ClusterCIDRs {
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-cidrs: %q: %w", c, err)
+		}
+		cidrs = append(cidrs, n)
+	}
+	fwd := &Forward{
+		Handler:    handler,
+		Authority:  &intercept.Authority{CertFile: filepath.Join(o.InterceptCADir, "tls.crt"), KeyFile: filepath.Join(o.InterceptCADir, "tls.key"), PermittedDomains: o.PermittedDomains},
+		Tunnels:    policies.TunnelPolicy{Mode: mode, Allow: o.TunnelAllow, ClusterCIDRs: cidrs},
+		DialTunnel: (&net.Dialer{Timeout: o.TunnelDialTimeout}).DialContext,
+	}
+	if o.PodIdentity {
+		fwd.Pods = &PodsByIP{Reader: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), o.PodLiveReads.QPS, o.PodLiveReads.Burst), Wait: o.PodWait}
+	}
+	return fwd, nil
 }
 
 func invalidateSecret(store *upstream.Store, obj any) {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/alauda/harbor-connector/policies"
 )
@@ -52,10 +51,11 @@ func resolveHost(ctx context.Context, resolve func(context.Context, string) ([]n
 	return out, nil
 }
 
-// dialTunnel connects to a checked target; dial nil uses a net.Dialer with a 10 s timeout.
+// dialTunnel connects to a checked target with dial (Forward.DialTunnel, which NewForward sets).
 func dialTunnel(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), target tunnelTarget) (net.Conn, error) {
 	if dial == nil {
-		dial = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+		// The one guard left: a nil dialer (a Forward not built by NewForward) would panic.
+		dial = (&net.Dialer{Timeout: DefaultOptions().Forward.TunnelDialTimeout}).DialContext
 	}
 	conn, err := dial(ctx, "tcp", target.addr)
 	if err != nil {

@@ -36,7 +36,8 @@ func main() {
 	flag.StringVar(&reverseHost, "reverse-host", "connectors-proxy.connectors-system.svc", "the reverse proxy's host[:port] (config.json, buildkitd.toml)")
 	flag.StringVar(&caFiles, "ca-bundle-files", "/etc/connectors/proxy-ca/ca.crt,/etc/connectors/intercept-ca/ca.crt", "comma-separated PEM files rendered into ca.crt (proxy serving CA, interception CA; re-read on every publish)")
 	flag.BoolVar(&tmpfs, "tmpfs", true, "mount each volume as its own tmpfs, so the pod's token never touches the node's disk (needs CAP_SYS_ADMIN)")
-	metrics.Bind(flag.CommandLine, "0")
+	metrics = wiring.DefaultMetricsFlags("0")
+	metrics.Bind(flag.CommandLine)
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8082", "/healthz and /readyz")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

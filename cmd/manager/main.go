@@ -39,7 +39,8 @@ func main() {
 		noProxy                   string
 		permittedDomains          string
 	)
-	metrics.Bind(flag.CommandLine, ":8443")
+	metrics = wiring.DefaultMetricsFlags(":8443")
+	metrics.Bind(flag.CommandLine)
 	flag.StringVar(&credentialsNamespace, "credentials-namespace", access.DefaultCredentialsNamespace, "namespace where the manager keeps a copy of each Connector's credentials for the proxy (the proxy's --credentials-namespace); the only namespace it writes Secrets in")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect one active controller among replicas (a Lease in --leader-election-namespace)")

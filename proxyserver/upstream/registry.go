@@ -37,7 +37,8 @@ type Config struct {
 	Harbor bool
 	// Dial overrides how connections are made (tests map host names to loopback).
 	Dial registryauth.DialFunc
-	// MaxTokenFetches bounds concurrent token fetches for this connector.
+	// MaxTokenFetches bounds concurrent token fetches for this connector (proxyserver's
+	// Options.MaxTokenFetches); with 0 every fetch is refused (ErrTooManyFetches).
 	MaxTokenFetches int
 }
 
@@ -89,11 +90,7 @@ func NewRegistry(cfg Config) *Registry {
 			return nil
 		},
 	}
-	max := cfg.MaxTokenFetches
-	if max <= 0 {
-		max = 4
-	}
-	r := &Registry{cfg: cfg, transport: transport, storage: storage, tokens: map[string]token{}, fetchSem: make(chan struct{}, max)}
+	r := &Registry{cfg: cfg, transport: transport, storage: storage, tokens: map[string]token{}, fetchSem: make(chan struct{}, cfg.MaxTokenFetches)}
 	if cfg.Harbor {
 		r.scheme, r.realm = registryauth.SchemeBearer, registryauth.HarborRealm(cfg.Origin, cfg.RealmHost)
 	}

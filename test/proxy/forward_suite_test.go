@@ -8,15 +8,13 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/proxyserver"
-	"github.com/alauda/harbor-connector/proxyserver/intercept"
 	"github.com/alauda/harbor-connector/test/testca"
 )
 
-// The forward listener: plain HTTP (as HTTPS_PROXY=http://...), interception CA made here,
-// tunnels to public addresses plus 127.0.0.7 (an "internal mirror" the tests run), cluster range
-// 10.96.0.0/12, pod identity on.
+// The forward listener, built as the proxy builds it (NewForward from the default options): plain
+// HTTP (as HTTPS_PROXY=http://...), interception CA made here, tunnels to public addresses plus
+// 127.0.0.7 (an "internal mirror" the tests run), cluster range 10.96.0.0/12, pod identity on.
 var (
 	forwardAddr  string
 	interceptCA  *testca.CA
@@ -25,7 +23,7 @@ var (
 
 const allowedMirror = "127.0.0.7"
 
-func startForward(mgr ctrl.Manager, handler *proxyserver.Handler) error {
+func startForward(mgr ctrl.Manager, handler *proxyserver.Handler, o proxyserver.ForwardOptions) error {
 	var err error
 	if interceptCA, err = testca.New("connectors interception test CA"); err != nil {
 		return err
@@ -43,12 +41,15 @@ func startForward(mgr ctrl.Manager, handler *proxyserver.Handler) error {
 	if err := os.WriteFile(filepath.Join(workDir, "intercept-ca.crt"), interceptCA.CertPEM, 0o644); err != nil {
 		return err
 	}
-	_, cluster, _ := net.ParseCIDR("10.96.0.0/12")
-	forwardProxy = &proxyserver.Forward{
-		Handler:   handler,
-		Authority: &intercept.Authority{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")},
-		Tunnels:   policies.TunnelPolicy{Mode: policies.TunnelPublic, Allow: []string{allowedMirror}, ClusterCIDRs: []*net.IPNet{cluster}},
-		Pods:      &proxyserver.PodsByIP{Reader: mgr.GetClient(), Live: mgr.GetAPIReader(), Wait: time.Second},
+	o.InterceptCADir = dir
+	o.TunnelAllow = []string{allowedMirror}
+	o.ClusterCIDRs = []string{"10.96.0.0/12"}
+	// Every address no marked pod has waits the whole PodWait before it is refused: 1 s keeps
+	// TestForwardIdentity's refusals short and still covers the 300 ms for which
+	// TestForwardIdentityBeforeStatusArrives holds the pod's address back.
+	o.PodWait = time.Second
+	if forwardProxy, err = proxyserver.NewForward(handler, mgr, o); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

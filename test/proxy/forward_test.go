@@ -304,12 +304,13 @@ func TestForwardTunnelPolicy(t *testing.T) {
 		return nil, fmt.Errorf("%s: no such host", host)
 	}
 	var dialled string
+	dialTunnel := forwardProxy.DialTunnel
 	forwardProxy.DialTunnel = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		dialled = addr
 		_, p, _ := net.SplitHostPort(addr)
 		return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(allowedMirror, p))
 	}
-	t.Cleanup(func() { forwardProxy.DialTunnel = nil })
+	t.Cleanup(func() { forwardProxy.DialTunnel = dialTunnel })
 	resp, err = c.Get("https://public.test:" + port + "/")
 	require.NoError(t, err, "a public host is tunnelled under the default policy")
 	resp.Body.Close()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,10 +54,12 @@ func startNodeListener(t testing.TB, upstream string) *nodeListener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	l.addr = ln.Addr().String()
-	fwd := &proxyserver.NodeForwarder{
-		Upstream: &url.URL{Scheme: "https", Host: upstream}, TokenFile: l.tokenFile,
-		CAFile: filepath.Join(workDir, "proxy-ca.crt"), Recheck: 50 * time.Millisecond, Log: ctrl.Log,
-	}
+	o := proxyserver.DefaultOptions().Node
+	o.Upstream, o.TokenFile, o.CAFile = "https://"+upstream, l.tokenFile, filepath.Join(workDir, "proxy-ca.crt")
+	// TestNodePullTokenRotation rewrites the token file and expects the next pulls to use it.
+	o.Recheck = 50 * time.Millisecond
+	fwd, err := proxyserver.NewNodeForwarder(o, ctrl.Log)
+	require.NoError(t, err)
 	srvCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- (&proxyserver.Server{Listener: ln, Handler: fwd, Log: ctrl.Log}).Start(srvCtx) }()

@@ -148,7 +148,17 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	proxyView = mgr.GetClient()
-	handler, err := proxyserver.NewHandler(ctx, mgr, proxyserver.Options{Dial: testDial, StallTimeout: 20 * time.Second, MaxTokenFetches: 4, NodeForwarders: []string{forwarderNS + "/" + forwarderSA}, CredentialsNamespace: credentialsNS})
+	opts := proxyserver.DefaultOptions()
+	opts.Dial = testDial
+	opts.NodeForwarders = []string{forwarderNS + "/" + forwarderSA}
+	opts.CredentialsNamespace = credentialsNS
+	// A pull the registry restart stalls must be aborted well inside the 90 s client timeout
+	// of TestRegistryRestartDuringPulls.
+	opts.StallTimeout = 20 * time.Second
+	// Unlimited: TestOneTokenFetchForConcurrentPulls sends 100 concurrent pulls as one
+	// ServiceAccount, more than the install's per-identity limit (proxyserver tests the limits).
+	opts.MaxStreamsPerIdentity, opts.MaxStreamsPerConnector = 0, 0
+	handler, err := proxyserver.NewHandler(ctx, mgr, opts)
 	if err != nil {
 		return fail(err)
 	}
@@ -161,7 +171,7 @@ func run(m *testing.M) int {
 	if err := mgr.Add(&proxyserver.Server{Listener: ln, Handler: routes, CertFile: filepath.Join(certDir, "tls.crt"), KeyFile: filepath.Join(certDir, "tls.key"), DrainTimeout: 5 * time.Second, Log: ctrl.Log}); err != nil {
 		return fail(err)
 	}
-	if err := startForward(mgr, handler); err != nil {
+	if err := startForward(mgr, handler, opts.Forward); err != nil {
 		return fail(err)
 	}
 	done := make(chan error, 1)

@@ -16,10 +16,15 @@ type MetricsFlags struct {
 	Secure bool
 }
 
-// Bind registers --metrics-bind-address (default addr) and --metrics-secure (default true).
-func (m *MetricsFlags) Bind(fs *flag.FlagSet, addr string) {
-	fs.StringVar(&m.BindAddress, "metrics-bind-address", addr, "address of the Prometheus /metrics endpoint; 0 disables it")
-	fs.BoolVar(&m.Secure, "metrics-secure", true, "serve /metrics over HTTPS (self-signed certificate) to callers whose ServiceAccount token the API server accepts and who may get the non-resource URL /metrics (ClusterRole connectors-metrics-reader); false: plain HTTP, no authentication (development only)")
+// DefaultMetricsFlags are a binary's metrics defaults: served on addr, secure.
+func DefaultMetricsFlags(addr string) MetricsFlags {
+	return MetricsFlags{BindAddress: addr, Secure: true}
+}
+
+// Bind registers --metrics-bind-address and --metrics-secure, their defaults m's values.
+func (m *MetricsFlags) Bind(fs *flag.FlagSet) {
+	fs.StringVar(&m.BindAddress, "metrics-bind-address", m.BindAddress, "address of the Prometheus /metrics endpoint; 0 disables it")
+	fs.BoolVar(&m.Secure, "metrics-secure", m.Secure, "serve /metrics over HTTPS (self-signed certificate) to callers whose ServiceAccount token the API server accepts and who may get the non-resource URL /metrics (ClusterRole connectors-metrics-reader); false: plain HTTP, no authentication (development only)")
 }
 
 // Options are the metrics server's options, as kubebuilder projects serve metrics: HTTPS with

@@ -31,8 +31,8 @@ import (
 // Every binary gets --metrics-bind-address and --metrics-secure, secure by default.
 func TestMetricsFlags(t *testing.T) {
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	var m wiring.MetricsFlags
-	m.Bind(fs, ":8443")
+	m := wiring.DefaultMetricsFlags(":8443")
+	m.Bind(fs)
 	require.NoError(t, fs.Parse(nil))
 	assert.Equal(t, ":8443", m.BindAddress)
 	assert.True(t, m.Secure)

@@ -3,6 +3,7 @@
 package wiring
 
 import (
+	"flag"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,4 +33,27 @@ func List(s string) []string {
 		}
 	}
 	return out
+}
+
+// ListFlags bind comma-separated flags to []string fields: a flag's default is its field's value
+// joined, and Apply, after the flags are parsed, splits what they hold back into the fields.
+type ListFlags struct{ binds []listBind }
+
+type listBind struct {
+	field *[]string
+	raw   *string
+}
+
+// Var registers the flag name for *field.
+func (l *ListFlags) Var(fs *flag.FlagSet, field *[]string, name, usage string) {
+	raw := new(string)
+	fs.StringVar(raw, name, strings.Join(*field, ","), usage)
+	l.binds = append(l.binds, listBind{field: field, raw: raw})
+}
+
+// Apply sets every field from its flag (List).
+func (l *ListFlags) Apply() {
+	for _, b := range l.binds {
+		*b.field = List(*b.raw)
+	}
 }
