@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,16 +31,18 @@ func DefaultOptions() Options {
 	return Options{
 		ProbeInterval:      5 * time.Minute,
 		RetryInterval:      30 * time.Second,
-		ProbeTimeout:       defaultProbeTimeout,
+		ProbeTimeout:       10 * time.Second,
 		ProxyCheckCacheFor: 10 * time.Second,
 	}
 }
 
-const defaultProbeTimeout = 10 * time.Second
-
-// NewReconciler builds the reconciler for a manager: Connectors from its cache, Secrets read
-// live.
-func NewReconciler(mgr ctrl.Manager, o Options) *ConnectorReconciler {
+// NewReconciler builds the reconciler for a manager from o (DefaultOptions, as the flags or a
+// test changed it): Connectors from its cache, Secrets read live. A probe timeout that is not
+// positive is refused rather than replaced: with it every probe would fail at once.
+func NewReconciler(mgr ctrl.Manager, o Options) (*ConnectorReconciler, error) {
+	if o.ProbeTimeout <= 0 {
+		return nil, fmt.Errorf("--probe-timeout=%s: must be positive, or every probe fails at once", o.ProbeTimeout)
+	}
 	return &ConnectorReconciler{
 		Client:       mgr.GetClient(),
 		SecretReader: mgr.GetAPIReader(),
@@ -49,5 +52,5 @@ func NewReconciler(mgr ctrl.Manager, o Options) *ConnectorReconciler {
 			CacheFor: o.ProxyCheckCacheFor, PermittedDomains: o.PermittedDomains},
 		ProbeInterval: o.ProbeInterval,
 		RetryInterval: o.RetryInterval,
-	}
+	}, nil
 }

@@ -37,7 +37,7 @@ type ProbeResult struct {
 // Prober checks a registry's liveness and the Connector's credentials. It never follows
 // redirects (credentials go only to the Connector's own origin) and always verifies TLS.
 type Prober struct {
-	// Timeout bounds each HTTP request.
+	// Timeout bounds each HTTP request (Options.ProbeTimeout).
 	Timeout time.Duration
 }
 
@@ -59,7 +59,7 @@ func (p *Prober) Probe(ctx context.Context, c *v1alpha1.Connector, creds *polici
 		creds:     creds,
 		client: &http.Client{
 			Transport: transport,
-			Timeout:   p.timeout(),
+			Timeout:   p.Timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
 				return http.ErrUseLastResponse
 			},
@@ -71,13 +71,6 @@ func (p *Prober) Probe(ctx context.Context, c *v1alpha1.Connector, creds *polici
 	default:
 		return session.probeHarbor(ctx)
 	}
-}
-
-func (p *Prober) timeout() time.Duration {
-	if p.Timeout > 0 {
-		return p.Timeout
-	}
-	return defaultProbeTimeout
 }
 
 type probeSession struct {

@@ -41,7 +41,7 @@ func TestOCIRealmOnAnotherHostIsNotTrusted(t *testing.T) {
 	defer registry.Close()
 
 	c := &v1alpha1.Connector{Spec: v1alpha1.ConnectorSpec{ConnectorClassName: v1alpha1.ClassOCI, Address: registry.URL}}
-	liveness, auth := (&Prober{}).Probe(context.Background(), c, &policies.BasicCredentials{Username: "u", Password: "p"}, nil)
+	liveness, auth := (&Prober{Timeout: DefaultOptions().ProbeTimeout}).Probe(context.Background(), c, &policies.BasicCredentials{Username: "u", Password: "p"}, nil)
 	assert.True(t, liveness.OK, liveness.Message)
 	assert.False(t, auth.OK)
 	assert.Equal(t, v1alpha1.ReasonRealmNotTrusted, auth.Reason)
@@ -64,7 +64,7 @@ func TestProbeDoesNotFollowRedirects(t *testing.T) {
 	}))
 	defer harbor.Close()
 	c := &v1alpha1.Connector{Spec: v1alpha1.ConnectorSpec{ConnectorClassName: v1alpha1.ClassHarbor, Address: harbor.URL}}
-	_, auth := (&Prober{}).Probe(context.Background(), c, &policies.BasicCredentials{Username: "u", Password: "p"}, nil)
+	_, auth := (&Prober{Timeout: DefaultOptions().ProbeTimeout}).Probe(context.Background(), c, &policies.BasicCredentials{Username: "u", Password: "p"}, nil)
 	assert.Equal(t, v1alpha1.ReasonUnexpectedResponse, auth.Reason)
 	assert.Contains(t, auth.Message, "HTTP 302")
 	assert.Zero(t, followed.Load())

@@ -98,14 +98,18 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	r := &controller.ConnectorReconciler{
-		Client:        mgr.GetClient(),
-		SecretReader:  mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorder("connector-controller"),
-		Prober:        &controller.Prober{Timeout: 3 * time.Second},
-		Proxy:         &controller.ProxyChecker{Address: proxyAddress, ReadinessURL: proxySrv.URL + "/readyz"},
-		ProbeInterval: probeInterval,
-		RetryInterval: retryInterval,
+	opts := controller.DefaultOptions()
+	opts.ProxyAddress, opts.ProxyReadinessURL = proxyAddress, proxySrv.URL+"/readyz"
+	opts.ProbeInterval, opts.RetryInterval = probeInterval, retryInterval
+	// A probe that hangs fails well inside waitFor's 20 s.
+	opts.ProbeTimeout = 3 * time.Second
+	// No reuse of the proxy's answer: TestProxyReadiness flips the readiness and expects the
+	// next reconcile to see it.
+	opts.ProxyCheckCacheFor = 0
+	r, err := controller.NewReconciler(mgr, opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -57,12 +57,13 @@ func (m *memoryLookup) Namespace(_ context.Context, name string) (policies.Names
 	return policies.Namespace{}, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, name)
 }
 
-// testConfig is the manager configuration the goldens are written for.
-var testConfig = policies.InjectionConfig{
-	ForwardProxyURL: "http://connectors-proxy.connectors-system.svc:3128",
-	PullHost:        "127.0.0.1:5050",
-	NoProxy:         []string{"10.96.0.1", "10.96.0.0/12"},
-}
+// testConfig is the manager configuration the goldens are written for: the webhook's defaults,
+// with the NO_PROXY entries a manager adds (its API server's host) or is given (--no-proxy).
+var testConfig = func() policies.InjectionConfig {
+	c := DefaultOptions().Injection
+	c.NoProxy = []string{"10.96.0.1", "10.96.0.0/12"}
+	return c
+}()
 
 func loadInjector(t *testing.T) *Injector {
 	t.Helper()

@@ -25,59 +25,22 @@ import (
 )
 
 func main() {
-	var (
-		metrics                   wiring.MetricsFlags
-		probeAddr                 string
-		credentialsNamespace      string
-		leaderElect               bool
-		leaderElectionNamespace   string
-		copts                     = controller.DefaultOptions()
-		webhookEnabled            bool
-		webhookPort               int
-		webhookCertDir            string
-		forwardProxyURL, pullHost string
-		noProxy                   string
-		permittedDomains          string
-	)
-	metrics = wiring.DefaultMetricsFlags(":8443")
-	metrics.Bind(flag.CommandLine)
-	flag.StringVar(&credentialsNamespace, "credentials-namespace", access.DefaultCredentialsNamespace, "namespace where the manager keeps a copy of each Connector's credentials for the proxy (the proxy's --credentials-namespace); the only namespace it writes Secrets in")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
-	flag.BoolVar(&leaderElect, "leader-elect", true, "elect one active controller among replicas (a Lease in --leader-election-namespace)")
-	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease; required out of cluster")
-	flag.StringVar(&copts.ProxyAddress, "proxy-address", copts.ProxyAddress, "base URL of the registry proxy as workloads reach it, e.g. https://connectors-proxy.connectors-system.svc; published in Connector status")
-	flag.StringVar(&copts.ProxyReadinessURL, "proxy-readiness-url", copts.ProxyReadinessURL, "the proxy's readiness endpoint (default <proxy-address>/readyz)")
-	flag.StringVar(&copts.ProxyCAFile, "proxy-ca-file", copts.ProxyCAFile, "PEM CA bundle that verifies the proxy's serving certificate, re-read at every check (default: system roots)")
-	flag.StringVar(&permittedDomains, "intercept-permitted-domains", "", "comma-separated domains the interception CA is constrained to; Connectors outside get ProxyReady=False (HostNotPermitted)")
-	flag.DurationVar(&copts.ProbeInterval, "probe-interval", copts.ProbeInterval, "how often a Ready Connector's registry is re-probed")
-	flag.DurationVar(&copts.RetryInterval, "retry-interval", copts.RetryInterval, "how soon a failing Connector is re-probed")
-	flag.DurationVar(&copts.ProbeTimeout, "probe-timeout", copts.ProbeTimeout, "timeout of each probe request to a registry")
-	flag.BoolVar(&webhookEnabled, "webhook", true, "serve the admission webhook for Pods and Jobs (on every replica)")
-	flag.IntVar(&webhookPort, "webhook-port", 9443, "port of the admission webhook's HTTPS server")
-	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook's tls.crt and tls.key (from cert-manager; reloaded on renewal)")
-	flag.StringVar(&forwardProxyURL, "forward-proxy-url", "http://connectors-proxy.connectors-system.svc:3128", "HTTP_PROXY/HTTPS_PROXY value injected into workloads: the proxy's forward listener, no credentials")
-	flag.StringVar(&pullHost, "pull-host", policies.DefaultPullHost, "host[:port] rewritten images point at: the node pull listener")
-	flag.StringVar(&noProxy, "no-proxy", "", "extra comma-separated NO_PROXY entries for workloads (cluster CIDRs, internal domains); loopback, .svc, .cluster.local and the API server host are always added")
+	o := defaultManagerOptions()
+	lists := o.bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	copts.ProxyAddress = strings.TrimRight(copts.ProxyAddress, "/")
-	copts.PermittedDomains = wiring.List(permittedDomains)
+	lists.Apply()
+	o.controller.ProxyAddress = strings.TrimRight(o.controller.ProxyAddress, "/")
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	setupLog := ctrl.Log.WithName("setup")
-
-	if err := run(managerOptions{
-		metrics: metrics, probeAddr: probeAddr, credentialsNamespace: credentialsNamespace,
-		leaderElect: leaderElect, leaderElectionNamespace: leaderElectionNamespace,
-		controller:     copts,
-		webhookEnabled: webhookEnabled, webhookPort: webhookPort, webhookCertDir: webhookCertDir,
-		injection: policies.InjectionConfig{ForwardProxyURL: forwardProxyURL, PullHost: pullHost, NoProxy: wiring.List(noProxy)},
-	}); err != nil {
-		setupLog.Error(err, "manager stopped")
+	if err := run(o); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "manager stopped")
 		os.Exit(1)
 	}
 }
 
+// managerOptions are the manager's flags: its process, the controller's (controller.Options)
+// and the webhook's (webhook.Options).
 type managerOptions struct {
 	metrics                 wiring.MetricsFlags
 	probeAddr               string
@@ -86,9 +49,46 @@ type managerOptions struct {
 	leaderElectionNamespace string
 	controller              controller.Options
 	webhookEnabled          bool
-	webhookPort             int
-	webhookCertDir          string
-	injection               policies.InjectionConfig
+	webhook                 webhook.Options
+}
+
+// defaultManagerOptions are the manager's defaults (the install's values).
+func defaultManagerOptions() managerOptions {
+	return managerOptions{
+		metrics:              wiring.DefaultMetricsFlags(":8443"),
+		probeAddr:            ":8081",
+		credentialsNamespace: access.DefaultCredentialsNamespace,
+		leaderElect:          true,
+		controller:           controller.DefaultOptions(),
+		webhookEnabled:       true,
+		webhook:              webhook.DefaultOptions(),
+	}
+}
+
+// bind registers the flags on fs, each defaulting to o's value; the returned lists must be
+// applied once fs is parsed.
+func (o *managerOptions) bind(fs *flag.FlagSet) *wiring.ListFlags {
+	var lists wiring.ListFlags
+	c, inj := &o.controller, &o.webhook.Injection
+	o.metrics.Bind(fs)
+	fs.StringVar(&o.credentialsNamespace, "credentials-namespace", o.credentialsNamespace, "namespace where the manager keeps a copy of each Connector's credentials for the proxy (the proxy's --credentials-namespace); the only namespace it writes Secrets in")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, "address of the /healthz and /readyz endpoints")
+	fs.BoolVar(&o.leaderElect, "leader-elect", o.leaderElect, "elect one active controller among replicas (a Lease in --leader-election-namespace)")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", o.leaderElectionNamespace, "namespace of the leader-election Lease; required out of cluster")
+	fs.StringVar(&c.ProxyAddress, "proxy-address", c.ProxyAddress, "base URL of the registry proxy as workloads reach it, e.g. https://"+policies.DefaultProxyHost+"; published in Connector status")
+	fs.StringVar(&c.ProxyReadinessURL, "proxy-readiness-url", c.ProxyReadinessURL, "the proxy's readiness endpoint (default <proxy-address>/readyz)")
+	fs.StringVar(&c.ProxyCAFile, "proxy-ca-file", c.ProxyCAFile, "PEM CA bundle that verifies the proxy's serving certificate, re-read at every check (default: system roots)")
+	lists.Var(fs, &c.PermittedDomains, "intercept-permitted-domains", "comma-separated domains the interception CA is constrained to; Connectors outside get ProxyReady=False (HostNotPermitted)")
+	fs.DurationVar(&c.ProbeInterval, "probe-interval", c.ProbeInterval, "how often a Ready Connector's registry is re-probed")
+	fs.DurationVar(&c.RetryInterval, "retry-interval", c.RetryInterval, "how soon a failing Connector is re-probed")
+	fs.DurationVar(&c.ProbeTimeout, "probe-timeout", c.ProbeTimeout, "timeout of each probe request to a registry")
+	fs.BoolVar(&o.webhookEnabled, "webhook", o.webhookEnabled, "serve the admission webhook for Pods and Jobs (on every replica)")
+	fs.IntVar(&o.webhook.Port, "webhook-port", o.webhook.Port, "port of the admission webhook's HTTPS server")
+	fs.StringVar(&o.webhook.CertDir, "webhook-cert-dir", o.webhook.CertDir, "directory with the webhook's tls.crt and tls.key (from cert-manager; reloaded on renewal)")
+	fs.StringVar(&inj.ForwardProxyURL, "forward-proxy-url", inj.ForwardProxyURL, "HTTP_PROXY/HTTPS_PROXY value injected into workloads: the proxy's forward listener, no credentials")
+	fs.StringVar(&inj.PullHost, "pull-host", inj.PullHost, "host[:port] rewritten images point at: the node pull listener")
+	lists.Var(fs, &inj.NoProxy, "no-proxy", "extra comma-separated NO_PROXY entries for workloads (cluster CIDRs, internal domains); loopback, .svc, .cluster.local and the API server host are always added")
+	return &lists
 }
 
 func run(o managerOptions) error {
@@ -102,10 +102,10 @@ func run(o managerOptions) error {
 		return err
 	}
 	// The webhook server watches its certificate files and reloads them on renewal.
-	webhookServer := crwebhook.NewServer(crwebhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
+	webhookServer := crwebhook.NewServer(crwebhook.Options{Port: o.webhook.Port, CertDir: o.webhook.CertDir})
 	if o.webhookEnabled {
-		if webhookServer, err = webhook.NewServer("", o.webhookPort, o.webhookCertDir); err != nil {
-			return fmt.Errorf("webhook serving certificate in %s: %w", o.webhookCertDir, err)
+		if webhookServer, err = webhook.NewServer("", o.webhook.Port, o.webhook.CertDir); err != nil {
+			return fmt.Errorf("webhook serving certificate in %s: %w", o.webhook.CertDir, err)
 		}
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -121,7 +121,10 @@ func run(o managerOptions) error {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
-	reconciler := controller.NewReconciler(mgr, o.controller)
+	reconciler, err := controller.NewReconciler(mgr, o.controller)
+	if err != nil {
+		return err
+	}
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
@@ -129,7 +132,7 @@ func run(o managerOptions) error {
 		return err
 	}
 	if o.webhookEnabled {
-		injection := o.injection
+		injection := o.webhook.Injection
 		injection.NoProxy = append(injection.NoProxy, apiServerHost(cfg.Host))
 		webhook.Register(mgr, &webhook.Injector{Config: injection})
 		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
