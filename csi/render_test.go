@@ -15,13 +15,15 @@ import (
 	"github.com/alauda/harbor-connector/policies"
 )
 
+// input renders with the install's proxy addresses, as the driver's defaults give them.
 func input(token string) RenderInput {
+	d := DefaultOptions()
 	return RenderInput{
-		Connectors:      []ConnectorInfo{{Ref: policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}, ProxyAddress: "https://connectors-proxy.connectors-system.svc/namespaces/team-a/connectors/harbor"}},
+		Connectors:      []ConnectorInfo{{Ref: policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}, ProxyAddress: "https://" + d.ReverseHost + "/namespaces/team-a/connectors/harbor"}},
 		Token:           token,
-		ForwardProxy:    "http://connectors-proxy.connectors-system.svc:3128",
-		ForwardProxyTLS: "https://connectors-proxy.connectors-system.svc:3129",
-		ReverseHost:     "connectors-proxy.connectors-system.svc",
+		ForwardProxy:    d.ForwardProxy,
+		ForwardProxyTLS: d.ForwardProxyTLS,
+		ReverseHost:     d.ReverseHost,
 		CABundle:        testBundle,
 		Configurations:  []string{ConfigBuildkitd, ConfigRegistry},
 	}

@@ -4,7 +4,6 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -15,45 +14,56 @@ import (
 
 	"github.com/alauda/harbor-connector/cmd/internal/wiring"
 	"github.com/alauda/harbor-connector/csi"
-	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/policies/access"
 )
 
 func main() {
-	var (
-		endpoint, registrationDir, nodeID, audience string
-		forward, forwardTLS, reverseHost, caFiles   string
-		metrics                                     wiring.MetricsFlags
-		probeAddr                                   string
-		tmpfs                                       bool
-	)
-	flag.StringVar(&endpoint, "endpoint", "/var/lib/kubelet/plugins/connectors-csi/csi.sock", "the CSI socket the kubelet calls")
-	flag.StringVar(&registrationDir, "kubelet-registration-dir", "/var/lib/kubelet/plugins_registry", "the kubelet's plugin registration directory (empty: do not register)")
-	flag.StringVar(&nodeID, "node-id", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
-	flag.StringVar(&audience, "audience", policies.DefaultAudience, "audience of the kubelet-issued token rendered into the files")
-	flag.StringVar(&forward, "forward-proxy", "http://connectors-proxy.connectors-system.svc:3128", "the proxy's plain forward listener (http.proxy)")
-	flag.StringVar(&forwardTLS, "forward-proxy-tls", "https://connectors-proxy.connectors-system.svc:3129", "the proxy's TLS forward listener (https.proxy, .env)")
-	flag.StringVar(&reverseHost, "reverse-host", "connectors-proxy.connectors-system.svc", "the reverse proxy's host[:port] (config.json, buildkitd.toml)")
-	flag.StringVar(&caFiles, "ca-bundle-files", "/etc/connectors/proxy-ca/ca.crt,/etc/connectors/intercept-ca/ca.crt", "comma-separated PEM files rendered into ca.crt (proxy serving CA, interception CA; re-read on every publish)")
-	flag.BoolVar(&tmpfs, "tmpfs", true, "mount each volume as its own tmpfs, so the pod's token never touches the node's disk (needs CAP_SYS_ADMIN)")
-	metrics = wiring.DefaultMetricsFlags("0")
-	metrics.Bind(flag.CommandLine)
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8082", "/healthz and /readyz")
+	o := defaultDriverOptions()
+	lists := o.bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	lists.Apply()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	if err := run(endpoint, registrationDir, metrics, probeAddr, &csi.Driver{
-		NodeID: nodeID, Audience: audience, ForwardProxy: forward, ForwardProxyTLS: forwardTLS, ReverseHost: reverseHost,
-		CABundle: bundleReader(wiring.List(caFiles)), Tmpfs: tmpfs,
-	}); err != nil {
+	if err := run(o); err != nil {
 		ctrl.Log.Error(err, "csi driver stopped")
 		os.Exit(1)
 	}
 }
 
-func run(endpoint, registrationDir string, metrics wiring.MetricsFlags, probeAddr string, driver *csi.Driver) error {
-	if driver.NodeID == "" {
+// driverOptions are the csi-driver's flags: its process, and the plugin's (csi.Options).
+type driverOptions struct {
+	metrics   wiring.MetricsFlags
+	probeAddr string
+	csi       csi.Options
+}
+
+// defaultDriverOptions are the csi-driver's defaults (the install's values).
+func defaultDriverOptions() driverOptions {
+	return driverOptions{metrics: wiring.DefaultMetricsFlags("0"), probeAddr: ":8082", csi: csi.DefaultOptions()}
+}
+
+// bind registers the flags on fs, each defaulting to o's value; the returned lists must be
+// applied once fs is parsed.
+func (o *driverOptions) bind(fs *flag.FlagSet) *wiring.ListFlags {
+	var lists wiring.ListFlags
+	c := &o.csi
+	fs.StringVar(&c.Endpoint, "endpoint", c.Endpoint, "the CSI socket the kubelet calls")
+	fs.StringVar(&c.RegistrationDir, "kubelet-registration-dir", c.RegistrationDir, "the kubelet's plugin registration directory (empty: do not register)")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this node's name (default $NODE_NAME)")
+	fs.StringVar(&c.Audience, "audience", c.Audience, "audience of the kubelet-issued token rendered into the files")
+	fs.StringVar(&c.ForwardProxy, "forward-proxy", c.ForwardProxy, "the proxy's plain forward listener (http.proxy)")
+	fs.StringVar(&c.ForwardProxyTLS, "forward-proxy-tls", c.ForwardProxyTLS, "the proxy's TLS forward listener (https.proxy, .env)")
+	fs.StringVar(&c.ReverseHost, "reverse-host", c.ReverseHost, "the reverse proxy's host[:port] (config.json, buildkitd.toml)")
+	lists.Var(fs, &c.CABundleFiles, "ca-bundle-files", "comma-separated PEM files rendered into ca.crt (proxy serving CA, interception CA; re-read on every publish)")
+	fs.BoolVar(&c.Tmpfs, "tmpfs", c.Tmpfs, "mount each volume as its own tmpfs, so the pod's token never touches the node's disk (needs CAP_SYS_ADMIN)")
+	o.metrics.Bind(fs)
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, "/healthz and /readyz")
+	return &lists
+}
+
+func run(o driverOptions) error {
+	if o.csi.NodeID == "" {
 		return fmt.Errorf("--node-id (or $NODE_NAME) is required")
 	}
 	scheme, err := wiring.Scheme()
@@ -64,34 +74,18 @@ func run(endpoint, registrationDir string, metrics wiring.MetricsFlags, probeAdd
 	if err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metrics.Options(), HealthProbeBindAddress: probeAddr})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: o.metrics.Options(), HealthProbeBindAddress: o.probeAddr})
 	if err != nil {
 		return err
 	}
 	// Connectors and namespaces from the informer cache, one live read on a miss: the same
 	// lookup the webhook uses.
-	driver.Lookup = &access.CachedSource{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()}
-	if err := mgr.Add(&csi.Server{Driver: driver, Endpoint: endpoint, RegistrationDir: registrationDir, Log: ctrl.Log.WithName("csi")}); err != nil {
+	driver := csi.NewDriver(o.csi, &access.CachedSource{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()})
+	if err := mgr.Add(&csi.Server{Driver: driver, Endpoint: o.csi.Endpoint, RegistrationDir: o.csi.RegistrationDir, Log: ctrl.Log.WithName("csi")}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
-}
-
-// bundleReader concatenates the CA files on every call, so a rotated CA reaches the next publish.
-func bundleReader(files []string) func() ([]byte, error) {
-	return func() ([]byte, error) {
-		var out bytes.Buffer
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, err
-			}
-			out.Write(bytes.TrimSpace(b))
-			out.WriteString("\n")
-		}
-		return out.Bytes(), nil
-	}
 }
