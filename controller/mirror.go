@@ -33,7 +33,8 @@ const mirrorAction = "CopyCredentials"
 const ReasonCredentialsNotCopied = "CredentialsNotCopied"
 
 // CredentialsMirror keeps, for every Connector, a copy of its credentials in Namespace (the
-// product's own): the proxy reads those copies and no other Secret. A copy follows its
+// credentials namespace, which holds only the copies): the proxy reads those copies and no other
+// Secret. A copy follows its
 // Connector's spec and Secrets (every change of either, seen through the Connector watch and the
 // Secret metadata watch), records a missing or malformed Secret as a problem without data, is
 // recreated when deleted by hand, and is deleted with its Connector. A copy whose Connector is
@@ -75,8 +76,10 @@ func (m *CredentialsMirror) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 }
 
 // The manager reads Secrets everywhere (ConnectorReconciler's marker) and writes them only in
-// the product namespace: a Role there, no cluster-wide write.
-// +kubebuilder:rbac:groups="",namespace=connectors-system,resources=secrets,verbs=create;update;delete
+// the credentials namespace (access.DefaultCredentialsNamespace), which holds nothing but the
+// copies: a Role there, no cluster-wide write, and none in connectors-system, where the product's
+// keys are.
+// +kubebuilder:rbac:groups="",namespace=connectors-credentials,resources=secrets,verbs=create;update;delete
 
 func (m *CredentialsMirror) connectorsForSecret(ctx context.Context, secret client.Object) []reconcile.Request {
 	var reqs []reconcile.Request

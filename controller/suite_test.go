@@ -24,6 +24,7 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/controller"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/test/capture"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
 	"github.com/alauda/harbor-connector/test/kube"
@@ -48,8 +49,9 @@ const (
 	// an hour, so every recovery the tests see comes from the Secret watch.
 	probeInterval = 2 * time.Second
 	retryInterval = time.Hour
-	// credentialsNS is where the manager keeps its copies of the Connectors' credentials.
-	credentialsNS = "connectors-system"
+	// credentialsNS is where the manager keeps its copies of the Connectors' credentials (the
+	// install's namespace for them, which holds nothing else).
+	credentialsNS = access.DefaultCredentialsNamespace
 )
 
 func TestMain(m *testing.M) {
@@ -115,7 +117,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// The copies of the Connectors' credentials the proxy reads, in the product namespace.
+	// The copies of the Connectors' credentials the proxy reads, in their own namespace.
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: credentialsNS}}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

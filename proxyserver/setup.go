@@ -24,7 +24,9 @@ import (
 
 // +kubebuilder:rbac:groups=connectors.alauda.io,resources=connectors,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",namespace=connectors-system,resources=secrets,verbs=get;list;watch
+// Secrets only in the credentials namespace (access.DefaultCredentialsNamespace), which holds
+// the manager's copies and nothing else; none in connectors-system, where the product's keys are.
+// +kubebuilder:rbac:groups="",namespace=connectors-credentials,resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 
 // CacheOptionsFor is the proxy manager's cache: CacheOptions, and Secrets (which the proxy

@@ -1,10 +1,11 @@
 package access
 
 // The manager's copies of Connectors' credentials. The manager reads the Secrets a Connector
-// references (anywhere in the cluster) and keeps one copy per Connector in the product's own
-// namespace (--credentials-namespace); the proxy reads only those copies, so its account needs
-// Secret access in that one namespace. Both sides use this file: the copy's name, its layout,
-// how it is built and how it is read back.
+// references (anywhere in the cluster) and keeps one copy per Connector in a namespace that holds
+// nothing else (--credentials-namespace, connectors-credentials); the proxy reads only those
+// copies, so its account needs Secret access in that one namespace and none where the product's
+// keys live (connectors-system). Both sides use this file: the copy's name, its layout, how it
+// is built and how it is read back.
 
 import (
 	"context"
@@ -24,9 +25,13 @@ import (
 	"github.com/alauda/harbor-connector/policies"
 )
 
-// DefaultCredentialsNamespace is where the install runs the manager and the proxy, and where the
-// manager keeps the copies (the --credentials-namespace flag of both binaries).
-const DefaultCredentialsNamespace = "connectors-system"
+// DefaultCredentialsNamespace is where the install has the manager keep the copies (the
+// --credentials-namespace flag of both binaries): a namespace of their own, which holds nothing
+// but the copies and runs no pod (config/default), so the one namespace whose Secrets the proxy
+// reads and the manager writes holds no key of the product. The manager and the proxy themselves
+// run in connectors-system. The RBAC markers (controller/mirror.go, proxyserver/setup.go) and
+// config/ repeat this name; test/manifests fails when they differ.
+const DefaultCredentialsNamespace = "connectors-credentials"
 
 // The copy's layout.
 const (

@@ -26,7 +26,8 @@ import (
 	"github.com/alauda/harbor-connector/test/testca"
 )
 
-const product = "connectors-system"
+// credentialsNS is where the copies live (the install's namespace for them).
+const credentialsNS = access.DefaultCredentialsNamespace
 
 func mirrorScheme(t *testing.T) *runtime.Scheme {
 	t.Helper()
@@ -52,7 +53,7 @@ func TestMirrorName(t *testing.T) {
 		other, seen := names[name]
 		assert.False(t, seen, "%s and %s share the name %s", ref, other, name)
 		names[name] = ref
-		assert.Equal(t, product, access.MirrorKey(product, ref).Namespace)
+		assert.Equal(t, credentialsNS, access.MirrorKey(credentialsNS, ref).Namespace)
 	}
 }
 
@@ -97,9 +98,9 @@ func TestMirrorRoundTrip(t *testing.T) {
 			ctx := context.Background()
 			c := mirrorConnector(tc.auth, tc.ca)
 			cl := fake.NewClientBuilder().WithScheme(mirrorScheme(t)).WithObjects(origin...).Build()
-			s, err := access.BuildMirror(ctx, cl, product, c)
+			s, err := access.BuildMirror(ctx, cl, credentialsNS, c)
 			require.NoError(t, err)
-			assert.Equal(t, product, s.Namespace)
+			assert.Equal(t, credentialsNS, s.Namespace)
 			assert.Equal(t, access.MirrorName(policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}), s.Name)
 			assert.Equal(t, corev1.SecretTypeOpaque, s.Type)
 			assert.Equal(t, map[string]string{access.LabelMirror: "true", access.LabelMirrorNamespace: "team-a"}, s.Labels)
@@ -117,7 +118,7 @@ func TestMirrorRoundTrip(t *testing.T) {
 
 			want, err := access.LoadCredentials(ctx, cl, c)
 			require.NoError(t, err)
-			creds, err := access.LoadMirroredCredentials(ctx, cl, product, c)
+			creds, err := access.LoadMirroredCredentials(ctx, cl, credentialsNS, c)
 			require.NoError(t, err)
 			assert.Equal(t, []client.ObjectKey{client.ObjectKeyFromObject(s)}, creds.Secrets)
 			assert.Equal(t, want.Basic, creds.Basic)
@@ -157,7 +158,7 @@ func TestMirrorRecordsProblems(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cl := fake.NewClientBuilder().WithScheme(mirrorScheme(t)).WithObjects(tc.origin...).Build()
-			s, err := access.BuildMirror(ctx, cl, product, tc.c)
+			s, err := access.BuildMirror(ctx, cl, credentialsNS, tc.c)
 			require.NoError(t, err)
 			assert.Empty(t, s.Data)
 			assert.Equal(t, tc.reason, s.Annotations[access.AnnotationMirrorProblemReason])
@@ -166,7 +167,7 @@ func TestMirrorRecordsProblems(t *testing.T) {
 			assert.NotContains(t, s.Annotations[access.AnnotationMirrorProblem], "Problem-pass")
 			require.NoError(t, cl.Create(ctx, s))
 
-			_, err = access.LoadMirroredCredentials(ctx, cl, product, tc.c)
+			_, err = access.LoadMirroredCredentials(ctx, cl, credentialsNS, tc.c)
 			var problem *policies.SecretProblem
 			require.ErrorAs(t, err, &problem)
 			assert.Equal(t, tc.reason, problem.Reason)
@@ -181,7 +182,7 @@ func TestMirrorRecordsProblems(t *testing.T) {
 			Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
 				return apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "robot", errors.New("RBAC"))
 			}}).Build()
-		_, err := access.BuildMirror(ctx, cl, product, mirrorConnector(true, false))
+		_, err := access.BuildMirror(ctx, cl, credentialsNS, mirrorConnector(true, false))
 		require.Error(t, err)
 		var problem *policies.SecretProblem
 		require.ErrorAs(t, err, &problem)
@@ -197,7 +198,7 @@ func TestLoadMirroredCredentialsRefusesOtherCopies(t *testing.T) {
 	c := mirrorConnector(true, false)
 	origin := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "robot"}, Type: corev1.SecretTypeBasicAuth,
 		Data: map[string][]byte{"username": []byte("robot$team+ci"), "password": []byte("Other-copies-pass")}}
-	good, err := access.BuildMirror(ctx, fake.NewClientBuilder().WithScheme(mirrorScheme(t)).WithObjects(origin).Build(), product, c)
+	good, err := access.BuildMirror(ctx, fake.NewClientBuilder().WithScheme(mirrorScheme(t)).WithObjects(origin).Build(), credentialsNS, c)
 	require.NoError(t, err)
 
 	for name, mutate := range map[string]func(s *corev1.Secret){
@@ -222,7 +223,7 @@ func TestLoadMirroredCredentialsRefusesOtherCopies(t *testing.T) {
 			if name == "without the CA the spec names" {
 				conn = mirrorConnector(true, true)
 			}
-			_, err := access.LoadMirroredCredentials(ctx, b.Build(), product, conn)
+			_, err := access.LoadMirroredCredentials(ctx, b.Build(), credentialsNS, conn)
 			var problem *policies.SecretProblem
 			require.ErrorAs(t, err, &problem)
 			assert.Equal(t, access.ReasonCredentialsNotCopied, problem.Reason)
@@ -236,20 +237,20 @@ func TestLoadMirroredCredentialsRefusesOtherCopies(t *testing.T) {
 			Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
 				return apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, good.Name, errors.New("RBAC"))
 			}}).Build()
-		_, err := access.LoadMirroredCredentials(ctx, cl, product, c)
+		_, err := access.LoadMirroredCredentials(ctx, cl, credentialsNS, c)
 		var problem *policies.SecretProblem
 		require.ErrorAs(t, err, &problem)
 		assert.True(t, apierrors.IsForbidden(problem.Err))
 	})
 
-	t.Run("only the product namespace is read", func(t *testing.T) {
+	t.Run("only the credentials namespace is read", func(t *testing.T) {
 		var gets []client.ObjectKey
 		cl := fake.NewClientBuilder().WithScheme(mirrorScheme(t)).WithObjects(good, origin).WithInterceptorFuncs(interceptor.Funcs{
 			Get: func(ctx context.Context, c client.WithWatch, k client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 				gets = append(gets, k)
 				return c.Get(ctx, k, obj, opts...)
 			}}).Build()
-		creds, err := access.LoadMirroredCredentials(ctx, cl, product, c)
+		creds, err := access.LoadMirroredCredentials(ctx, cl, credentialsNS, c)
 		require.NoError(t, err)
 		assert.Equal(t, "Other-copies-pass", creds.Basic.Password)
 		assert.Equal(t, []client.ObjectKey{client.ObjectKeyFromObject(good)}, gets)

@@ -2,9 +2,9 @@
 // API server (envtest, built on first run), the test Harbor over TLS with a private CA, and the
 // manager and the registry proxy as local processes. It creates a Connector the way a platform
 // admin would, shows a wrong password being reported and fixed, shows the manager's copy of the
-// Connector's credentials that the proxy reads (in connectors-system), shows the webhook mutating
-// an annotated Job, pushes and pulls with crane through the reverse and the forward proxy, and
-// cleans up.
+// Connector's credentials that the proxy reads (in connectors-credentials), shows the webhook
+// mutating an annotated Job, pushes and pulls with crane through the reverse and the forward
+// proxy, and cleans up.
 //
 // The parts that need a real node (the node pull listener the kubelet pulls from, and the CSI
 // driver the kubelet mounts) are named in the output rather than simulated: `make e2e` runs them
@@ -118,9 +118,9 @@ func run() error {
 		return string(out), err
 	}
 
-	// The product's namespace, as the install creates it: the manager keeps its copies of the
-	// Connectors' credentials there (--credentials-namespace), and the proxy reads Secrets there
-	// only. Both binaries get the same value below.
+	// The credentials namespace, as the install creates it: the manager keeps its copies of the
+	// Connectors' credentials there (--credentials-namespace) and nothing else is there, and the
+	// proxy reads Secrets there only. Both binaries get the same value below.
 	credentialsNS := access.DefaultCredentialsNamespace
 	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: credentialsNS}}); err != nil {
 		return fmt.Errorf("creating namespace %s: %w", credentialsNS, err)

@@ -24,7 +24,8 @@ import (
 // --install --take-ownership --force-conflicts, after make helm-adopt handed kubectl's fields to
 // helm, while Jobs pull and push and new annotated Jobs
 // are created: every Job completes with the right digests, no admission fails, and the objects
-// now belong to the Helm release.
+// now belong to the Helm release. The earlier build's copies of the credentials and its Roles in
+// connectors-system are then removed as after the kustomize upgrade (removeEarlierCopies).
 func helmUpgrade(t *testing.T) {
 	ctx := context.Background()
 	earlier := filepath.Join(w.work, "earlier")
@@ -78,6 +79,9 @@ func helmUpgrade(t *testing.T) {
 	}
 	assert.Equal(t, []string{filepath.Join(w.node.KubeletRoot, "plugins")}, mounts, "the CSI driver's plugin-dir mounts after the Helm upgrade")
 	crdIsThisCheckouts(t)
+	// The chart does not hold the earlier build's Roles in connectors-system, so helm leaves them
+	// (and the copies) as kubectl applied them: the same README "Upgrade" commands remove them.
+	removeEarlierCopies(t)
 }
 
 // helmBinary is the helm test/tools/helm.sh builds from the module proxy.

@@ -120,7 +120,7 @@ func rotateRobot(t *testing.T) {
 	require.NoError(t, w.node.Client.Get(ctx, client.ObjectKey{Namespace: nsA, Name: "harbor-robot"}, &s))
 	s.Data = map[string][]byte{"username": []byte(user), "password": []byte(secret)}
 	require.NoError(t, w.node.Client.Update(ctx, &s))
-	mirror := access.MirrorKey(productNS, policies.ConnectorRef{Namespace: nsA, Name: connectorName})
+	mirror := access.MirrorKey(credentialsNS, policies.ConnectorRef{Namespace: nsA, Name: connectorName})
 	require.NoError(t, waitFor(ctx, time.Minute, func() (bool, error) {
 		var m corev1.Secret
 		if err := w.node.Client.Get(ctx, mirror, &m); err != nil {

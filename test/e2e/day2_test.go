@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/test/node"
 )
 
@@ -224,3 +225,7 @@ func productPodRestarts(t *testing.T) map[string]int32 {
 }
 
 const nodeNS = "connectors-node"
+
+// credentialsNS is where this checkout's manager keeps its copies of the connectors' credentials
+// (the earlier build kept them in productNS).
+const credentialsNS = access.DefaultCredentialsNamespace

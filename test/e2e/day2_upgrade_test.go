@@ -4,15 +4,18 @@ package e2e_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -23,7 +26,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/test/clients"
+	"github.com/alauda/harbor-connector/test/kube"
 )
 
 // The earlier build runs workloads; the upgrade to this checkout (make images + make deploy, a
@@ -59,6 +65,74 @@ func upgradeWithKustomize(t *testing.T) {
 		assert.Contains(t, pinned, image, "Deployment %s runs the image this checkout's make images pushed", name)
 	}
 	crdIsThisCheckouts(t)
+	removeEarlierCopies(t)
+}
+
+// The earlier build kept the manager's copies of the connectors' credentials in connectors-system
+// and gave the manager and the proxy Roles there. This checkout keeps them in
+// connectors-credentials: the new manager has no right to delete the old copies, and a
+// server-side apply never deletes the old Roles and RoleBindings, so the README "Upgrade" commands
+// remove both once the rollout is done. This runs exactly those commands with kubectl and then
+// asserts that no copy is left in connectors-system, that the manager's copy is in
+// connectors-credentials, that neither account may read or write Secrets in connectors-system
+// any more, and that workloads still pull and push (the proxy reads the new copies).
+func removeEarlierCopies(t *testing.T) {
+	ctx := context.Background()
+	c := w.node.Client
+	mirrored := client.MatchingLabels{access.LabelMirror: "true"}
+	copyKey := access.MirrorKey(credentialsNS, policies.ConnectorRef{Namespace: nsA, Name: connectorName})
+	require.NoError(t, waitFor(ctx, time.Minute, func() (bool, error) {
+		err := c.Get(ctx, copyKey, &corev1.Secret{})
+		return err == nil, client.IgnoreNotFound(err)
+	}, func() string { return "the new manager did not copy the connector's credentials into " + credentialsNS }))
+	var earlier corev1.SecretList
+	require.NoError(t, c.List(ctx, &earlier, client.InNamespace(productNS), mirrored))
+	assert.NotEmpty(t, earlier.Items, "the earlier build's copies in %s (else this step tests nothing)", productNS)
+	t.Logf("%d copies the earlier build left in %s", len(earlier.Items), productNS)
+
+	for _, args := range [][]string{
+		{"-n", productNS, "delete", "secret", "-l", access.LabelMirror + "=true"},
+		{"-n", productNS, "delete", "role,rolebinding", "connectors-manager", "connectors-proxy", "--ignore-not-found"},
+	} {
+		stdout, stderr, err := kube.Kubectl(w.node.Env, args...)
+		out, errOut := readerText(stdout), readerText(stderr)
+		require.NoError(t, err, "kubectl %s: %s%s", strings.Join(args, " "), out, errOut)
+		t.Logf("kubectl %s: %s", strings.Join(args, " "), out)
+	}
+
+	var left corev1.SecretList
+	require.NoError(t, c.List(ctx, &left, client.InNamespace(productNS), mirrored))
+	assert.Empty(t, left.Items, "copies of the connectors' credentials left in %s", productNS)
+	require.NoError(t, c.Get(ctx, copyKey, &corev1.Secret{}), "the copy in %s stays", credentialsNS)
+	for _, a := range []struct {
+		account, verb, namespace string
+		allowed                  bool
+	}{
+		{"connectors-proxy", "get", productNS, false},
+		{"connectors-proxy", "list", productNS, false},
+		{"connectors-manager", "create", productNS, false},
+		{"connectors-manager", "delete", productNS, false},
+		{"connectors-proxy", "get", credentialsNS, true},
+		{"connectors-manager", "update", credentialsNS, true},
+	} {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               kube.ServiceAccountUser(productNS, a.account),
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + productNS, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: a.namespace, Verb: a.verb, Resource: "secrets"},
+		}}
+		require.NoError(t, c.Create(ctx, sar))
+		assert.Equal(t, a.allowed, sar.Status.Allowed, "%s may %s Secrets in %s", a.account, a.verb, a.namespace)
+	}
+	startTraffic(t, "after-cleanup", 2).wait(t)
+}
+
+// readerText is what r holds (kubectl's output), "" for none.
+func readerText(r io.Reader) string {
+	if r == nil {
+		return ""
+	}
+	b, _ := io.ReadAll(r)
+	return string(b)
 }
 
 // deploymentImages maps each product Deployment to its first container's image.

@@ -24,9 +24,9 @@ import (
 // ValidatingWebhookConfiguration, ValidatingAdmissionPolicy(Binding), cert-manager's Issuer and
 // Certificate, trust-manager's Bundle, and the CRD) but the CRD when keepCRD, and the driver
 // connectors-csi on any CSINode (the kubelet drops it when the driver's registration socket
-// goes). What the product made at run time lives in its two namespaces (cert-manager's Secrets,
-// the manager's credential copies, trust-manager's ConfigMaps, Leases, Events), so the namespaces
-// being gone covers it. An object still terminating is listed with "(terminating)". With
+// goes). What the product made at run time lives in its three namespaces (cert-manager's Secrets,
+// trust-manager's ConfigMaps, Leases and Events in connectors-system and connectors-node, the
+// manager's credential copies in connectors-credentials), so the namespaces being gone covers it. An object still terminating is listed with "(terminating)". With
 // keepCRD, the CRD must still be there; its absence is listed too.
 func InstallLeftovers(ctx context.Context, cfg *rest.Config, rendered []*unstructured.Unstructured, keepCRD bool) ([]string, error) {
 	c, err := client.New(cfg, client.Options{Scheme: Scheme()})

@@ -20,6 +20,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -30,16 +31,21 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/test/images"
 	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/webhook"
 )
 
 const (
-	// productNS holds the manager and the proxy (PodSecurity "restricted").
+	// productNS holds the manager and the proxy (PodSecurity "restricted") and the product's keys.
 	productNS = "connectors-system"
 	// nodeNS holds the node agents (PodSecurity "privileged") and the CA ConfigMaps they mount.
 	nodeNS = "connectors-node"
+	// credentialsNS holds the manager's copies of the connectors' credentials and nothing else
+	// (PodSecurity "restricted", no pod at all): the one namespace whose Secrets the proxy reads
+	// and the manager writes.
+	credentialsNS = access.DefaultCredentialsNamespace
 )
 
 // config/default applies to the real API server with server-side apply, and every name it
@@ -240,6 +246,30 @@ func TestInstallProxyNamesResolve(t *testing.T) {
 	var manager appsv1.Deployment
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: "connectors-manager"}, &manager))
 	assert.Equal(t, "https://connectors-proxy.connectors-system.svc", argValue(manager.Spec.Template.Spec.Containers[0].Args, "--proxy-address"))
+}
+
+// Both binaries' --credentials-namespace is the copies' namespace (access.DefaultCredentialsNamespace,
+// also their default), and the Roles that let the manager write and the proxy read Secrets are
+// in it and bound to their ServiceAccounts, so the RBAC markers, config/ and the flags agree.
+func TestInstallCredentialsNamespaceWiring(t *testing.T) {
+	c := applyDefault(t)
+	ctx := context.Background()
+	for _, name := range []string{"connectors-manager", "connectors-proxy"} {
+		var d appsv1.Deployment
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: name}, &d))
+		assert.Equal(t, credentialsNS, argValue(d.Spec.Template.Spec.Containers[0].Args, "--credentials-namespace"), "%s --credentials-namespace", name)
+		var rb rbacv1.RoleBinding
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: credentialsNS, Name: name}, &rb), "%s's RoleBinding in %s", name, credentialsNS)
+		assert.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: d.Spec.Template.Spec.ServiceAccountName, Namespace: productNS}}, rb.Subjects)
+		require.Equal(t, "Role", rb.RoleRef.Kind)
+		var role rbacv1.Role
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Namespace: credentialsNS, Name: rb.RoleRef.Name}, &role))
+		for _, r := range role.Rules {
+			assert.Equal(t, []string{"secrets"}, r.Resources, "Role %s/%s", credentialsNS, role.Name)
+		}
+		err := c.Get(ctx, client.ObjectKey{Namespace: productNS, Name: name}, &rbacv1.Role{})
+		assert.True(t, apierrors.IsNotFound(err), "no Role %s in %s, where the product's keys are: %v", name, productNS, err)
+	}
 }
 
 // The node pull listener reaches the proxy's Service with the proxy's serving CA only (the

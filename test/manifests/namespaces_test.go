@@ -27,15 +27,28 @@ var nodeNSObjects = []string{
 	"ServiceAccount/connectors-node",
 }
 
-// The install splits into two namespaces: connectors-system at PodSecurity "restricted" for the
+// credentialsNSObjects is everything the install puts in connectors-credentials: the Roles (and
+// their bindings) that let the manager write and the proxy read Secrets there, and the quota
+// that admits no pod. The manager's copies are all the Secrets that namespace ever holds.
+var credentialsNSObjects = []string{
+	"ResourceQuota/connectors-no-pods",
+	"Role/connectors-manager",
+	"Role/connectors-proxy",
+	"RoleBinding/connectors-manager",
+	"RoleBinding/connectors-proxy",
+}
+
+// The install splits into three namespaces: connectors-system at PodSecurity "restricted" for the
 // manager and the proxy and everything namespaced of theirs, connectors-node at "privileged" for
-// the node agents only; each namespace's ResourceQuota admits only the priority class its own
-// pods use; and the node agents' CA certificates come from trust-manager Bundles that copy the
-// ca.crt of the install's certificate Secrets into connectors-node and nowhere else.
+// the node agents only, connectors-credentials at "restricted" with no pod at all for the
+// manager's copies of the credentials; each namespace's priority ResourceQuota admits only the
+// priority class its own pods use; and the node agents' CA certificates come from trust-manager
+// Bundles that copy the ca.crt of the install's certificate Secrets into connectors-node and
+// nowhere else.
 func TestInstallNamespaces(t *testing.T) {
 	objs := render(t, filepath.Join(root, "config", "default"))
 	namespaces := map[string]*corev1.Namespace{}
-	var inNodeNS []string
+	var inNodeNS, inCredentialsNS []string
 	for _, obj := range objs {
 		switch {
 		case obj.GetKind() == "Namespace":
@@ -44,15 +57,30 @@ func TestInstallNamespaces(t *testing.T) {
 			namespaces[ns.Name] = &ns
 		case obj.GetNamespace() == nodeNS:
 			inNodeNS = append(inNodeNS, obj.GetKind()+"/"+obj.GetName())
+		case obj.GetNamespace() == credentialsNS:
+			inCredentialsNS = append(inCredentialsNS, obj.GetKind()+"/"+obj.GetName())
 		case obj.GetNamespace() != "":
 			assert.Equal(t, productNS, obj.GetNamespace(), "%s %s", obj.GetKind(), obj.GetName())
 		}
 	}
 	sort.Strings(inNodeNS)
 	assert.Equal(t, nodeNSObjects, inNodeNS, "what the install puts in %s", nodeNS)
+	sort.Strings(inCredentialsNS)
+	assert.Equal(t, credentialsNSObjects, inCredentialsNS, "what the install puts in %s", credentialsNS)
 
-	require.Len(t, namespaces, 2)
-	for name, level := range map[string]string{productNS: "restricted", nodeNS: "privileged"} {
+	t.Run("the copies' namespace admits no pod", func(t *testing.T) {
+		obj := findRendered(objs, "ResourceQuota", credentialsNS, "connectors-no-pods")
+		require.NotNil(t, obj)
+		var q corev1.ResourceQuota
+		fromUnstructured(t, obj, &q)
+		assert.Nil(t, q.Spec.ScopeSelector, "every pod, whatever its priority class")
+		assert.Empty(t, q.Spec.Scopes)
+		require.Len(t, q.Spec.Hard, 1)
+		assert.True(t, q.Spec.Hard.Pods().IsZero(), "pods: %v", q.Spec.Hard.Pods())
+	})
+
+	require.Len(t, namespaces, 3)
+	for name, level := range map[string]string{productNS: "restricted", nodeNS: "privileged", credentialsNS: "restricted"} {
 		ns := namespaces[name]
 		require.NotNil(t, ns, "the install creates namespace %s", name)
 		for _, mode := range []string{"enforce", "audit", "warn"} {
@@ -74,6 +102,9 @@ func TestInstallNamespaces(t *testing.T) {
 			}
 			var q corev1.ResourceQuota
 			fromUnstructured(t, obj, &q)
+			if q.Namespace == credentialsNS {
+				continue // no pod at all (above)
+			}
 			require.NotNil(t, q.Spec.ScopeSelector, q.Name)
 			for _, e := range q.Spec.ScopeSelector.MatchExpressions {
 				require.Equal(t, corev1.ResourceQuotaScopePriorityClass, e.ScopeName)
@@ -151,7 +182,7 @@ func bundleSources(t *testing.T, objs []*unstructured.Unstructured, name string)
 	}
 	nodeLabels := findRendered(objs, "Namespace", "", nodeNS).GetLabels()
 	assert.True(t, selector.Matches(asServerSets(nodeNS, nodeLabels)), "Bundle %s targets %s", name, nodeNS)
-	for _, other := range []string{productNS, "team-a", "kube-system"} {
+	for _, other := range []string{productNS, credentialsNS, "team-a", "kube-system"} {
 		assert.False(t, selector.Matches(asServerSets(other, nodeLabels)), "Bundle %s would also write into %s if it carried %s's labels", name, other, nodeNS)
 	}
 

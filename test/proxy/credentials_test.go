@@ -16,7 +16,7 @@ import (
 )
 
 // The proxy runs as its ServiceAccount with its install RBAC: it cannot read a Connector's own
-// Secret, only the manager's copy in the product namespace, and a rotation of the Connector's
+// Secret, only the manager's copy in the credentials namespace, and a rotation of the Connector's
 // Secret still reaches it without a restart (the manager updates the copy; the proxy's watch of
 // the copies drops the connector's upstream state and its Harbor tokens).
 func TestRotatedPasswordReachesTheProxy(t *testing.T) {
@@ -26,7 +26,7 @@ func TestRotatedPasswordReachesTheProxy(t *testing.T) {
 	digest, err := harbor.PutZeroBlob("team/rotating", 512)
 	require.NoError(t, err)
 
-	asProxy, err := client.New(kube.AsServiceAccount(env.Config, credentialsNS, "connectors-proxy"), client.Options{Scheme: kube.Scheme()})
+	asProxy, err := client.New(kube.AsServiceAccount(env.Config, productNS, "connectors-proxy"), client.Options{Scheme: kube.Scheme()})
 	require.NoError(t, err)
 	origin := client.ObjectKey{Namespace: nsA, Name: "rotating-robot"}
 	err = asProxy.Get(ctx, origin, &corev1.Secret{})

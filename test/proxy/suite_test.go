@@ -108,14 +108,18 @@ func run(m *testing.M) int {
 	robotB, secretB := harbor.AddRobot("other", "ci")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: credentialsNS}}); err != nil {
+	for _, ns := range []string{productNS, credentialsNS} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return fail(err)
+		}
+	}
+	if err := kube.ApplyFiles(ctx, k8s, "config/proxy/role.yaml", "config/proxy/service_account.yaml",
+		"config/rbac/role.yaml", "config/rbac/service_account.yaml", "config/rbac/role_binding.yaml"); err != nil {
 		return fail(err)
 	}
-	if err := kube.ApplyFiles(ctx, k8s, "config/proxy/role.yaml", "config/proxy/service_account.yaml"); err != nil {
-		return fail(err)
-	}
-	// The manager's credentials mirror, run here with the suite's admin account, copies each
-	// Connector's credentials into the product namespace, where the proxy reads them.
+	// The manager's credentials mirror, run here as the manager's ServiceAccount with the RBAC
+	// config/rbac gives it, copies each Connector's credentials into the credentials namespace,
+	// where the proxy reads them.
 	mirror, err := startMirror(ctx)
 	if err != nil {
 		return fail(err)
@@ -141,8 +145,8 @@ func run(m *testing.M) int {
 	_ = os.WriteFile(filepath.Join(workDir, "proxy-ca.crt"), proxyCA.CertPEM, 0o644)
 
 	// The proxy runs as its own ServiceAccount with the RBAC config/proxy gives it (so it can read
-	// no Secret but the manager's copies in the product namespace; startMirror keeps those).
-	mgr, err := ctrl.NewManager(kube.AsServiceAccount(env.Config, credentialsNS, "connectors-proxy"), ctrl.Options{Scheme: kube.Scheme(),
+	// no Secret but the manager's copies in the credentials namespace; startMirror keeps those).
+	mgr, err := ctrl.NewManager(kube.AsServiceAccount(env.Config, productNS, "connectors-proxy"), ctrl.Options{Scheme: kube.Scheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, Cache: proxyserver.CacheOptionsFor(credentialsNS)})
 	if err != nil {
 		return fail(err)
@@ -259,14 +263,19 @@ func connectorWithSecret(ctx context.Context, ns, name, address, user, pass stri
 	return waitCopy(ctx, connector, nil)
 }
 
-// credentialsNS is the product namespace, where the manager keeps its copies of connectors'
-// credentials and the only namespace whose Secrets the proxy may read.
-const credentialsNS = "connectors-system"
+const (
+	// productNS is where the install runs the manager and the proxy, their ServiceAccounts
+	// included, and keeps the product's keys.
+	productNS = "connectors-system"
+	// credentialsNS is where the manager keeps its copies of connectors' credentials (and nothing
+	// else is), the only namespace whose Secrets the proxy may read.
+	credentialsNS = access.DefaultCredentialsNamespace
+)
 
 // startMirror runs the manager's credentials mirror (the controller that copies each Connector's
-// credentials into credentialsNS) in a manager of its own, as the suite's admin.
+// credentials into credentialsNS) in a manager of its own, as the manager's ServiceAccount.
 func startMirror(ctx context.Context) (stop func(), err error) {
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: kube.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	mgr, err := ctrl.NewManager(kube.AsServiceAccount(env.Config, productNS, "connectors-manager"), ctrl.Options{Scheme: kube.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
 		return nil, err
 	}

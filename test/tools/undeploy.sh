@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make undeploy: removes the install from the cluster of the current kubeconfig (README
-# "Operations" → "Uninstall"). Everything `make deploy` applied goes (its two namespaces with the
-# Secrets, ConfigMaps and Leases made in them, webhook configurations, admission policies,
+# "Operations" → "Uninstall"). Everything `make deploy` applied goes (its three namespaces with the
+# Secrets, ConfigMaps and Leases made in them, the manager's credential copies in
+# connectors-credentials included, webhook configurations, admission policies,
 # ClusterRoles and bindings, the CSIDriver, trust-manager Bundles), except, by default, the
 # Connector CRD: deleting it deletes every Connector in the cluster.
 #   DELETE_CRD=true  also delete the CRD, and with it every Connector.

@@ -253,7 +253,7 @@ func render(t *testing.T) installObjects {
 			out.daemonSets = append(out.daemonSets, &ds)
 		}
 	}
-	require.Len(t, out.namespaces, 2, "connectors-system and connectors-node")
+	require.Len(t, out.namespaces, 3, "connectors-system, connectors-node and connectors-credentials")
 	require.Len(t, out.daemonSets, 2, "the node listener and the CSI driver")
 	return out
 }

@@ -126,8 +126,9 @@ func TestUndeploy(t *testing.T) {
 		assert.Contains(t, out, "FORCE=true: uninstalling anyway")
 		left, err := kube.InstallLeftovers(ctx, env.Config, rendered, true)
 		require.NoError(t, err)
-		// envtest has no namespace controller: the two namespaces stay Terminating here.
-		assert.ElementsMatch(t, []string{"Namespace connectors-system (terminating)", "Namespace connectors-node (terminating)"}, left)
+		// envtest has no namespace controller: the three namespaces stay Terminating here.
+		assert.ElementsMatch(t, []string{"Namespace connectors-system (terminating)", "Namespace connectors-node (terminating)",
+			"Namespace connectors-credentials (terminating)"}, left)
 		require.NoError(t, k8s.Get(ctx, client.ObjectKeyFromObject(conn), &v1alpha1.Connector{}), "the Connector stays")
 	})
 

@@ -8,15 +8,17 @@ import (
 	"strings"
 )
 
-// The install's two namespaces (config/default/namespace.yaml) and the values naming them.
+// The install's three namespaces (config/default/namespace.yaml) and the values naming them.
 const (
-	systemNamespace = "connectors-system"
-	nodeNamespace   = "connectors-node"
+	systemNamespace      = "connectors-system"
+	nodeNamespace        = "connectors-node"
+	credentialsNamespace = "connectors-credentials"
 )
 
 var namespaceValues = []struct{ name, value string }{
 	{systemNamespace, ".Values.namespaces.system"},
 	{nodeNamespace, ".Values.namespaces.node"},
+	{credentialsNamespace, ".Values.namespaces.credentials"},
 }
 
 // metadataNameLabel is the label the API server sets on every Namespace to its name: a
@@ -248,8 +250,10 @@ func (g *generator) template(orig object, monitoring bool) (string, error) {
 			}
 		}
 	}
-	if err := leftover(obj, systemNamespace); err != nil {
-		return "", err
+	for _, ns := range []string{systemNamespace, credentialsNamespace} {
+		if err := leftover(obj, ns); err != nil {
+			return "", err
+		}
 	}
 	g.strings(obj)
 
@@ -264,7 +268,7 @@ func (g *generator) template(orig object, monitoring bool) (string, error) {
 			conditions = append(conditions, nodePullDeployed)
 		}
 	}
-	if object(obj).kind() == "ResourceQuota" {
+	if object(obj).kind() == "ResourceQuota" && !noPodsQuota(obj) {
 		p, cond, err := g.quota(orig, obj)
 		if err != nil {
 			return "", err
@@ -394,8 +398,8 @@ func isNamespaceAt(before, after string) bool {
 	return false
 }
 
-// leftover fails when a name is still in an object outside a sentinel: connectors-system names
-// no object, so each occurrence is a namespace no rule recognised.
+// leftover fails when a name is still in an object outside a sentinel: connectors-system and
+// connectors-credentials name no object, so each occurrence is a namespace no rule recognised.
 func leftover(v any, name string) error {
 	switch x := v.(type) {
 	case map[string]any:
@@ -479,6 +483,16 @@ func (g *generator) workload(obj map[string]any, key string) error {
 	g.vals.priorityClass[key] = class
 	ps["priorityClassName"] = g.t.optionalLine(".Values.priorityClassNames." + key)
 	return nil
+}
+
+// noPodsQuota is a ResourceQuota that admits no pod at all (config/default/no-pods-quota.yaml,
+// in the credentials namespace): it stays as it is, whatever the priority classes.
+func noPodsQuota(obj object) bool {
+	spec, _ := obj["spec"].(map[string]any)
+	hard, _ := spec["hard"].(map[string]any)
+	_, scoped := spec["scopeSelector"]
+	_, scopes := spec["scopes"]
+	return len(hard) == 1 && fmt.Sprint(hard["pods"]) == "0" && !scoped && !scopes
 }
 
 // quota templates a ResourceQuota that admits priority classes (config/default/priority-quota.yaml):

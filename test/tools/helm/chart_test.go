@@ -13,15 +13,16 @@ import (
 
 // The install's objects, as keys (group/kind/namespace/name).
 const (
-	nodeDaemonSet  = "apps/DaemonSet/connectors-node/connectors-node"
-	nodeSA         = "/ServiceAccount/connectors-node/connectors-node"
-	fromNodesNP    = "networking.k8s.io/NetworkPolicy/connectors-system/connectors-proxy-from-nodes"
-	csiDaemonSet   = "apps/DaemonSet/connectors-node/connectors-csi"
-	managerDeploy  = "apps/Deployment/connectors-system/connectors-manager"
-	proxyDeploy    = "apps/Deployment/connectors-system/connectors-proxy"
-	systemQuota    = "/ResourceQuota/connectors-system/connectors-critical-pods"
-	nodeQuota      = "/ResourceQuota/connectors-node/connectors-critical-pods"
-	serviceMonitor = "monitoring.coreos.com/ServiceMonitor/connectors-system/connectors-metrics"
+	nodeDaemonSet    = "apps/DaemonSet/connectors-node/connectors-node"
+	nodeSA           = "/ServiceAccount/connectors-node/connectors-node"
+	fromNodesNP      = "networking.k8s.io/NetworkPolicy/connectors-system/connectors-proxy-from-nodes"
+	csiDaemonSet     = "apps/DaemonSet/connectors-node/connectors-csi"
+	managerDeploy    = "apps/Deployment/connectors-system/connectors-manager"
+	proxyDeploy      = "apps/Deployment/connectors-system/connectors-proxy"
+	systemQuota      = "/ResourceQuota/connectors-system/connectors-critical-pods"
+	nodeQuota        = "/ResourceQuota/connectors-node/connectors-critical-pods"
+	credentialsQuota = "/ResourceQuota/connectors-credentials/connectors-no-pods"
+	serviceMonitor   = "monitoring.coreos.com/ServiceMonitor/connectors-system/connectors-metrics"
 )
 
 // helm lint --strict passes on the generated chart, with its default values and with every
@@ -33,7 +34,7 @@ func TestLint(t *testing.T) {
 		"other values": {
 			"--set", "nodePull.mode=disabled", "--set", "metrics.serviceMonitor.enabled=true",
 			"--set", "metrics.prometheusRule.enabled=true", "--set", "namespaces.system=hc-system",
-			"--set", "namespaces.node=hc-node", "--set", "kubeletRoot=/var/lib/k0s/kubelet",
+			"--set", "namespaces.node=hc-node", "--set", "namespaces.credentials=hc-credentials", "--set", "kubeletRoot=/var/lib/k0s/kubelet",
 			"--set", "priorityClassNames.manager=", "--set", "images.proxy=registry.example.com/proxy:v2",
 		},
 	} {
@@ -52,6 +53,7 @@ func TestValuesSchemaRefuses(t *testing.T) {
 	for _, set := range []string{
 		"namespaces.system=Connectors_System",
 		"namespaces.node=a\"b",
+		"namespaces.credentials=hc.credentials",
 		"kubeletRoot=var/lib/kubelet",
 		"kubeletRoot=/var/lib/kubelet/",
 		"nodePull.mode=per-pod",
@@ -153,15 +155,15 @@ images:
 
 // namespaces.* move every object and every reference to a namespace: DNS names in the
 // certificates and the root CA's name constraints, webhook services and the cainjector
-// annotation, RBAC subjects, the trust-manager Bundles' target, the webhooks' exclusions and
-// every binary's flags. Names that equal a namespace's (the DaemonSet and ServiceAccount
-// connectors-node) stay.
+// annotation, RBAC subjects and the Roles of the credentials namespace, the trust-manager
+// Bundles' target, the webhooks' exclusions and every binary's flags. Names that equal a
+// namespace's (the DaemonSet and ServiceAccount connectors-node) stay.
 func TestNamespaces(t *testing.T) {
-	const sys, node = "hc-system", "hc-node"
+	const sys, node, creds = "hc-system", "hc-node", "hc-credentials"
 	def := render(t, defaultChart(t))
-	got := render(t, defaultChart(t), "--set", "namespaces.system="+sys, "--set", "namespaces.node="+node)
+	got := render(t, defaultChart(t), "--set", "namespaces.system="+sys, "--set", "namespaces.node="+node, "--set", "namespaces.credentials="+creds)
 	renamed := func(ns string) string {
-		return map[string]string{"connectors-system": sys, "connectors-node": node, "": ""}[ns]
+		return map[string]string{"connectors-system": sys, "connectors-node": node, "connectors-credentials": creds, "": ""}[ns]
 	}
 
 	t.Run("every object is in its new namespace, and only namespaces changed", func(t *testing.T) {
@@ -181,7 +183,7 @@ func TestNamespaces(t *testing.T) {
 				require.True(t, ok, "%s: only values change: %s", k, diff)
 				before, after, ok := strings.Cut(change, ", got ")
 				require.True(t, ok, diff)
-				back := strings.ReplaceAll(strings.ReplaceAll(after, sys, "connectors-system"), node, "connectors-node")
+				back := strings.NewReplacer(sys, "connectors-system", node, "connectors-node", creds, "connectors-credentials").Replace(after)
 				assert.Equal(t, before, back, "%s: only namespace names change: %s", k, diff)
 			}
 		}
@@ -191,6 +193,7 @@ func TestNamespaces(t *testing.T) {
 		for _, o := range got {
 			strs(key(o), o, func(path, s string) {
 				assert.NotContains(t, s, "connectors-system", path)
+				assert.NotContains(t, s, "connectors-credentials", path)
 				if strings.Contains(s, "connectors-node") {
 					last := path[strings.LastIndex(path, ".")+1:]
 					isName := last == "name" || last == "serviceAccountName" || strings.HasSuffix(path, "app.kubernetes.io/name")
@@ -227,6 +230,13 @@ func TestNamespaces(t *testing.T) {
 		for _, b := range []string{"connectors-proxy-ca", "connectors-intercept-ca"} {
 			assert.Equal(t, node, get(find("Bundle", "", b), "spec", "target", "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name"))
 		}
+		for _, name := range []string{"connectors-manager", "connectors-proxy"} {
+			rb := find("RoleBinding", creds, name)
+			assert.Equal(t, "Role", get(rb, "roleRef", "kind"))
+			role := find("Role", creds, get(rb, "roleRef", "name").(string))
+			assert.Equal(t, []any{"secrets"}, get(role, "rules", 0, "resources"), "%s reads or writes the copies in %s", name, creds)
+		}
+		assert.Equal(t, map[string]any{"pods": "0"}, get(find("ResourceQuota", creds, "connectors-no-pods"), "spec", "hard"), "no pod runs in %s", creds)
 		for _, o := range got {
 			if subjects, ok := get(o, "subjects").([]any); ok {
 				for i := range subjects {
@@ -242,7 +252,7 @@ func TestNamespaces(t *testing.T) {
 		proxyURL := "https://connectors-proxy." + sys + ".svc"
 		manager := args(container(t, g, "apps/Deployment/"+sys+"/connectors-manager"))
 		for flag, want := range map[string]string{
-			"--leader-election-namespace": sys, "--credentials-namespace": sys, "--proxy-address": proxyURL,
+			"--leader-election-namespace": sys, "--credentials-namespace": creds, "--proxy-address": proxyURL,
 			"--forward-proxy-url": "http://connectors-proxy." + sys + ".svc:3128",
 		} {
 			v, _ := flagValue(manager, flag)
@@ -250,7 +260,7 @@ func TestNamespaces(t *testing.T) {
 		}
 		proxy := args(container(t, g, "apps/Deployment/"+sys+"/connectors-proxy"))
 		v, _ := flagValue(proxy, "--credentials-namespace")
-		assert.Equal(t, sys, v)
+		assert.Equal(t, creds, v, "the proxy reads the copies where the manager writes them")
 		v, _ = flagValue(proxy, "--node-forwarders")
 		assert.Equal(t, node+"/connectors-node", v, "the proxy accepts the node listener's ServiceAccount in its new namespace")
 		v, _ = flagValue(args(container(t, g, "apps/DaemonSet/"+node+"/connectors-node")), "--upstream-proxy")
@@ -301,6 +311,8 @@ func TestPriorityClasses(t *testing.T) {
 	none := render(t, defaultChart(t), "--set", "priorityClassNames.manager=", "--set", "priorityClassNames.csiDriver=", "--set", "priorityClassNames.nodePull=")
 	assert.NotContains(t, byKey(none), systemQuota, "no class to admit")
 	assert.NotContains(t, byKey(none), nodeQuota)
+	assert.Contains(t, byKey(none), credentialsQuota, "the credentials namespace admits no pod whatever the classes")
+	assert.Equal(t, byKey(def)[credentialsQuota], byKey(got)[credentialsQuota])
 
 	noNode := byKey(render(t, defaultChart(t), "--set", "nodePull.mode=disabled", "--set", "priorityClassNames.csiDriver=hc-node"))
 	assert.Equal(t, []any{"hc-node"}, get(noNode[nodeQuota], "spec", "scopeSelector", "matchExpressions", 0, "values"), "the listener's class only while it is deployed")
@@ -401,13 +413,14 @@ spec:
 }
 
 // The generator refuses a render its rules do not cover, rather than leave a value untemplated:
-// the system namespace where no rule recognises it, a new workload, a monitoring object in the
+// the system or credentials namespace where no rule recognises it, a new workload, a monitoring object in the
 // install.
 func TestGenerateRefuses(t *testing.T) {
 	install, err := Kustomize(filesys.MakeFsOnDisk(), filepath.Join(repo, "config", "default"))
 	require.NoError(t, err)
 	for name, extra := range map[string]object{
-		"namespace in free text": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "x", "namespace": "connectors-system"}, "data": map[string]any{"k": "see connectors-system"}},
+		"namespace in free text":             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "x", "namespace": "connectors-system"}, "data": map[string]any{"k": "see connectors-system"}},
+		"credentials namespace in free text": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "x", "namespace": "connectors-system"}, "data": map[string]any{"k": "copies in connectors-credentials"}},
 		"unknown workload": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": "x", "namespace": "connectors-system"},
 			"spec": map[string]any{"template": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "x", "image": "x"}}}}}},
 		"ServiceMonitor in the install": {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": map[string]any{"name": "x", "namespace": "connectors-system"}},

@@ -2,7 +2,7 @@
 // (make chart), and the single-file install (make install-file). It renders a kustomization
 // (config/default, or an overlay of it) and config/prometheus with the kustomize Go API, as
 // kubectl kustomize does, and turns each object into a template by substituting the fields the
-// values set: images, the kubelet root directory and every path below it, the two namespaces
+// values set: images, the kubelet root directory and every path below it, the three namespaces
 // wherever they are named, priority classes, resources, the node pull listener's objects, and
 // the Prometheus Operator objects. With default values the chart renders exactly what kustomize
 // renders (the tests here compare them with the real helm, test/tools/helm.sh).

@@ -52,15 +52,20 @@ images:
 # k0s: /var/lib/k0s/kubelet; MicroK8s: /var/snap/microk8s/common/var/lib/kubelet.
 kubeletRoot: {{.KubeletRoot}}
 
-# The two namespaces; the chart creates both, with their Pod Security labels, and puts each
+# The three namespaces; the chart creates them, with their Pod Security labels, and puts each
 # name wherever the install refers to it (DNS names in the certificates and the CA's name
-# constraints, webhook services, RBAC subjects, the trust-manager Bundles' target, flags).
-# system: the manager and the proxy (Pod Security restricted), every Secret of the product.
+# constraints, webhook services, RBAC subjects and Roles, the trust-manager Bundles' target,
+# flags).
+# system: the manager and the proxy (Pod Security restricted), every key of the product.
 # node: the CSI driver and the node pull listener (privileged), no Secret.
+# credentials: the manager's copies of the connectors' credentials and nothing else (restricted,
+#   a quota of zero pods): the only namespace whose Secrets the proxy reads and the manager
+#   writes (both binaries' --credentials-namespace).
 # Helm keeps its release record in the namespace given with -n; make it namespaces.system.
 namespaces:
   system: connectors-system
   node: connectors-node
+  credentials: connectors-credentials
 
 # The priority class of each workload's pods ("" for none). Each namespace gets a
 # ResourceQuota admitting the classes its pods run at, which some providers (GKE) require for
@@ -174,7 +179,7 @@ func (g *generator) valuesSchema() (string, error) {
 	schema := object(map[string]any{
 		"images":             object(images),
 		"kubeletRoot":        map[string]any{"type": "string", "pattern": `^(/[^/"\\]+)+$`},
-		"namespaces":         object(map[string]any{"system": dnsLabel, "node": dnsLabel}),
+		"namespaces":         object(map[string]any{"system": dnsLabel, "node": dnsLabel, "credentials": dnsLabel}),
 		"priorityClassNames": object(classes),
 		"nodePull":           object(map[string]any{"mode": map[string]any{"enum": []string{"node", "disabled"}}}),
 		"metrics":            object(map[string]any{"serviceMonitor": monitor, "prometheusRule": monitor}),
