@@ -16,7 +16,7 @@ MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
 
-.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-cluster fuzz demo deploy undeploy chart install-file helm-adopt helm fmt vet alerts
+.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-scale bench-cluster fuzz demo deploy undeploy chart install-file helm-adopt helm fmt vet alerts
 
 all: build
 
@@ -114,6 +114,13 @@ bench: ## Benchmarks: each prints its figures side by side with its baseline, me
 	@CLIENTS_DEBIAN="nginx:nginx-light mitmdump:mitmproxy" test/tools/clients.sh >/dev/null
 	@env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 	@$(MAKE) --no-print-directory bench-cluster
+
+# make bench-scale: SCALE_NODES, SCALE_PODS, SCALE_NAMESPACES, SCALE_CONNECTORS size the API server
+# (defaults 1000, 30000, 2000, 2000); SCALE_SAMPLES (2000), SCALE_RECONCILES (200) and SCALE_REST
+# (30s) the measurements; SCALE_LOG_DIR keeps the two processes' logs. Not part of make bench:
+# test/scale skips unless SCALE=1.
+bench-scale: ## Scale: an envtest API server filled with Nodes, marked pods, namespaces and Connectors; the proxy and the manager as processes: sync, RSS (and per 10,000 pods), API requests at rest, decision latencies, each beside its goal (README "Performance").
+	@env SCALE=1 KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) go test ./test/scale -run '^$$' -bench Scale -benchtime 1x -timeout 60m
 
 bench-cluster: ## Pod start on the cluster test bed (root): the node path against a direct pull with a pull secret, median of 3; and make deploy to all Ready.
 	@$(PHASE) --reset
