@@ -121,7 +121,7 @@ func (w *world) startManager(b *testing.B, bins binaries, f files, a addresses, 
 	// The flags of config/manager, on loopback addresses.
 	p.start(b, bins.manager,
 		"--kubeconfig", f.managerKubeconfig,
-		"--leader-elect", "--leader-election-namespace", credentialsNS,
+		"--leader-elect", "--leader-election-namespace", productNS,
 		"--proxy-address", "https://"+a.proxyHTTPS, "--proxy-ca-file", f.proxyCAFile,
 		"--webhook-cert-dir", f.webhookTLS, "--webhook-port", strconv.Itoa(a.webhookPort),
 		"--forward-proxy-url", injection.ForwardProxyURL, "--pull-host", injection.PullHost,
@@ -315,7 +315,7 @@ func (w *world) readyConnectors(b *testing.B) (ready, copies int) {
 // SIGTERM does not release it, and the next one would wait for it to expire (15 s) before its
 // controllers start, as a replica replacing a lost one does.
 func (w *world) releaseLease(b *testing.B) {
-	err := w.cs.CoordinationV1().Leases(credentialsNS).Delete(context.Background(), "connectors-manager.connectors.alauda.io", metav1.DeleteOptions{})
+	err := w.cs.CoordinationV1().Leases(productNS).Delete(context.Background(), "connectors-manager.connectors.alauda.io", metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		must(b, err)
 	}

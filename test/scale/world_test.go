@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -33,6 +34,7 @@ import (
 
 	v1alpha1 "github.com/alauda/harbor-connector/api/v1alpha1"
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
 	"github.com/alauda/harbor-connector/test/kube"
 	"github.com/alauda/harbor-connector/test/testca"
@@ -74,8 +76,9 @@ func paramsFromEnv(b *testing.B) params {
 }
 
 const (
-	credentialsNS = "connectors-system" // the manager's copies of credentials; the Lease
-	forwarderNS   = "connectors-node"   // the node pull listeners' ServiceAccount
+	credentialsNS = access.DefaultCredentialsNamespace // the manager's copies of credentials
+	productNS     = "connectors-system"                // the manager's leader-election Lease
+	forwarderNS   = "connectors-node"                  // the node pull listeners' ServiceAccount
 	forwarderSA   = "connectors-node"
 	repos         = 20 // distinct repositories the pods' images name (team/app-<r>:v1)
 	fillWorkers   = 32
@@ -175,9 +178,11 @@ func (w *world) connectorFor(k int, r *rand.Rand) int {
 // pushes the images the pods name into the test Harbor.
 func (w *world) fillBase(b *testing.B) {
 	ctx := context.Background()
-	for _, ns := range []string{credentialsNS, forwarderNS} {
+	for _, ns := range []string{credentialsNS, productNS, forwarderNS} {
 		_, err := w.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-		must(b, err)
+		if err != nil && !apierrors.IsAlreadyExists(err) { // the credentials namespace may be the product's
+			must(b, err)
+		}
 	}
 	_, err := w.cs.CoreV1().ServiceAccounts(forwarderNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: forwarderSA}}, metav1.CreateOptions{})
 	must(b, err)
