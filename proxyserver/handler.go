@@ -25,12 +25,13 @@ type Handler struct {
 	limits   *Limiter
 	relay    *relay
 	log      logr.Logger
+	audit    logr.Logger
 	stall    time.Duration
 }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rec := newRecorder(w, r, h.log, h.stall)
+	rec := newRecorder(w, r, h.audit, h.stall)
 	defer rec.finish()
 	if _, ok := canonicalPath(rec, r); !ok {
 		return
@@ -139,6 +140,14 @@ func newHandler(reviewer *identity.Reviewer, resolver *access.Resolver, nodePull
 		limits:   &Limiter{PerIdentity: opts.MaxStreamsPerIdentity, PerConnector: opts.MaxStreamsPerConnector},
 		relay:    newRelay(log, opts.StallTimeout),
 		log:      log,
+		audit:    auditLogger(opts.AuditLog, log),
 		stall:    opts.StallTimeout,
 	}
+}
+
+func auditLogger(audit, fallback logr.Logger) logr.Logger {
+	if audit.GetSink() == nil {
+		return fallback
+	}
+	return audit
 }

@@ -48,7 +48,7 @@ func (in *interception) serveTLS(w http.ResponseWriter, authority *intercept.Aut
 // ServeHTTP serves one decrypted request.
 func (in *interception) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := in.handler
-	rec := newRecorder(w, r, h.log, h.stall)
+	rec := newRecorder(w, r, h.audit, h.stall)
 	defer rec.finish()
 	rec.identity = &in.caller.id
 	ref := in.ref

@@ -77,7 +77,9 @@ func (e *pullRefusedError) Error() string { return e.msg }
 // connector, "" when none does.
 func (n *NodePulls) justifiedBy(ctx context.Context, reader client.Reader, req policies.PullRequest) (string, error) {
 	var pods corev1.PodList
-	if err := reader.List(ctx, &pods, client.MatchingLabels{policies.LabelProxyInjected: "true"}, client.MatchingFields{podNodeIndex: req.Node}); err != nil {
+	// The rule only reads: no copy of the node's cached pods per pull (the live reader ignores
+	// the option).
+	if err := reader.List(ctx, &pods, client.MatchingLabels{policies.LabelProxyInjected: "true"}, client.MatchingFields{podNodeIndex: req.Node}, client.UnsafeDisableDeepCopy); err != nil {
 		return "", err
 	}
 	for i := range pods.Items {

@@ -1,6 +1,8 @@
 package proxyserver
 
 import (
+	"github.com/go-logr/logr"
+
 	"errors"
 	"fmt"
 	"time"
@@ -16,6 +18,10 @@ import (
 // every default; the proxy's flags start from it, and so do the tests, which override only what
 // they must. Nothing fills in a zero value later.
 type Options struct {
+	// AuditLog receives the one line per request (audit.go); zero means the proxy's own
+	// logger. cmd/proxy gives it one that never samples: production zap keeps the first 100
+	// lines of a message per second and then 1 in 100, and every request line is one message.
+	AuditLog logr.Logger
 	// Audiences the proxy accepts ServiceAccount tokens for.
 	Audiences []string
 	// TokenReviewTTL: how long an accepted token is trusted without a new TokenReview (bounded

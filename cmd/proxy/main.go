@@ -64,6 +64,7 @@ func run(o options) error {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
+	o.proxy.AuditLog = wiring.AuditLogger(os.Stderr).WithName("proxy")
 	handler, err := proxyserver.NewHandler(ctx, mgr, o.proxy)
 	if err != nil {
 		return err
