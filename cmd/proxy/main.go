@@ -58,6 +58,7 @@ func run(o options) error {
 		Scheme:                 scheme,
 		Metrics:                o.metrics.Options(),
 		HealthProbeBindAddress: o.probeAddr,
+		PprofBindAddress:       o.pprofAddr,
 		Cache:                  proxyserver.CacheOptionsFor(o.proxy.CredentialsNamespace),
 	})
 	if err != nil {

@@ -15,6 +15,8 @@ type options struct {
 	mode      string
 	metrics   wiring.MetricsFlags
 	probeAddr string
+	// pprofAddr serves net/http/pprof (heap and CPU profiles); "0" (the default) disables it.
+	pprofAddr string
 	// httpsAddr and httpAddr are the reverse listeners, certDir the serving certificate of the
 	// HTTPS ones (reverse and forward); an empty address disables its listener.
 	httpsAddr, httpAddr, certDir string
@@ -32,6 +34,7 @@ func defaultOptions() options {
 		mode:         "central",
 		metrics:      wiring.DefaultMetricsFlags(":8444"),
 		probeAddr:    ":8081",
+		pprofAddr:    "0",
 		httpsAddr:    ":8443",
 		certDir:      "/etc/connectors/proxy-tls",
 		nodePullAddr: policies.DefaultPullHost,
@@ -57,6 +60,7 @@ func (o *options) bind(fs *flag.FlagSet) *wiring.ListFlags {
 	o.metrics.Bind(fs)
 	fs.StringVar(&p.CredentialsNamespace, "credentials-namespace", p.CredentialsNamespace, "namespace where the manager keeps its copies of connectors' credentials; the only namespace whose Secrets the proxy reads (the manager's --credentials-namespace)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, "address of the /healthz and /readyz endpoints for the kubelet")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", o.pprofAddr, "address of net/http/pprof for heap and CPU profiles, unauthenticated: bind it to loopback and reach it with kubectl port-forward (\"0\" disables it)")
 	lists.Var(fs, &p.Audiences, "audience", "comma-separated token audiences the proxy accepts")
 	fs.DurationVar(&p.TokenReviewTTL, "tokenreview-ttl", p.TokenReviewTTL, "how long an accepted token is trusted without a new TokenReview (bounded by its expiry)")
 	fs.DurationVar(&p.TokenReviewNegativeTTL, "tokenreview-negative-ttl", p.TokenReviewNegativeTTL, "how long a refused token is remembered")
