@@ -23,10 +23,10 @@ type LiveReads struct {
 	limiter flowcontrol.RateLimiter
 }
 
-// NewLiveReads limits reads through r to qps per second, with bursts of burst (each kind of
-// read has its own: Options.ConnectorLiveReads and NodePullLiveReads, ForwardOptions.PodLiveReads).
-func NewLiveReads(r client.Reader, qps float32, burst int) *LiveReads {
-	return &LiveReads{Reader: r, limiter: flowcontrol.NewTokenBucketRateLimiter(qps, burst)}
+// NewLiveReads limits reads through r to limit (each kind of read has its own:
+// Options.ConnectorLiveReads and NodePullLiveReads, ForwardOptions.PodLiveReads).
+func NewLiveReads(r client.Reader, limit LiveReadsLimit) *LiveReads {
+	return &LiveReads{Reader: r, limiter: flowcontrol.NewTokenBucketRateLimiter(limit.QPS, limit.Burst)}
 }
 
 func (l *LiveReads) allow() error {

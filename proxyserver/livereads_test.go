@@ -30,7 +30,7 @@ func (c *countingReader) List(context.Context, client.ObjectList, ...client.List
 // is reported as errLiveReadsLimited.
 func TestLiveReadsAreRateLimited(t *testing.T) {
 	api := &countingReader{}
-	live := NewLiveReads(api, 0.001, 3)
+	live := NewLiveReads(api, LiveReadsLimit{QPS: 0.001, Burst: 3})
 	limited := 0
 	for i := 0; i < 100; i++ {
 		if err := live.List(context.Background(), nil); err != nil {
@@ -46,7 +46,7 @@ func TestLiveReadsAreRateLimited(t *testing.T) {
 // API server error), and costs the API server nothing.
 func TestPodsByIPMissWhenLiveReadsAreUsedUp(t *testing.T) {
 	cache, api := &countingReader{}, &countingReader{}
-	p := PodsByIP{Reader: cache, Live: NewLiveReads(api, 0.001, 1), Wait: time.Millisecond}
+	p := PodsByIP{Reader: cache, Live: NewLiveReads(api, LiveReadsLimit{QPS: 0.001, Burst: 1}), Wait: time.Millisecond}
 	_, err := p.Pod(context.Background(), "10.1.2.3")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "has address 10.1.2.3")
@@ -61,7 +61,7 @@ func TestPodsByIPMissWhenLiveReadsAreUsedUp(t *testing.T) {
 // with the refusal that names the node and the repository, not as an API server failure.
 func TestNodePullRefusedWhenLiveReadsAreUsedUp(t *testing.T) {
 	api := &countingReader{}
-	n := &NodePulls{Pods: &countingReader{}, Live: NewLiveReads(api, 0.001, 1)}
+	n := &NodePulls{Pods: &countingReader{}, Live: NewLiveReads(api, LiveReadsLimit{QPS: 0.001, Burst: 1})}
 	id := identity.Identity{Namespace: "connectors-node", ServiceAccount: "connectors-node", NodeName: "node-1"}
 	route := Route{Connector: policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}, Repository: "team/app", Kind: KindManifest}
 	for i := 0; i < 2; i++ {

@@ -38,13 +38,6 @@ func trimPod(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	images := func(names []string, images []string) []corev1.Container {
-		out := make([]corev1.Container, len(names))
-		for i := range names {
-			out[i] = corev1.Container{Name: names[i], Image: images[i]}
-		}
-		return out
-	}
 	var ephemeral []corev1.EphemeralContainer
 	for _, c := range pod.Spec.EphemeralContainers {
 		ephemeral = append(ephemeral, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: c.Name, Image: c.Image}})
@@ -59,19 +52,21 @@ func trimPod(obj any) (any, error) {
 		},
 		Spec: corev1.PodSpec{
 			NodeName: pod.Spec.NodeName, HostNetwork: pod.Spec.HostNetwork, ServiceAccountName: pod.Spec.ServiceAccountName,
-			InitContainers:      images(containerFields(pod.Spec.InitContainers)),
-			Containers:          images(containerFields(pod.Spec.Containers)),
+			InitContainers:      trimContainers(pod.Spec.InitContainers),
+			Containers:          trimContainers(pod.Spec.Containers),
 			EphemeralContainers: ephemeral,
 		},
 		Status: corev1.PodStatus{Phase: pod.Status.Phase, PodIP: pod.Status.PodIP, PodIPs: pod.Status.PodIPs},
 	}, nil
 }
 
-func containerFields(cs []corev1.Container) (names, images []string) {
-	for _, c := range cs {
-		names, images = append(names, c.Name), append(images, c.Image)
+// trimContainers keeps each container's name and image.
+func trimContainers(cs []corev1.Container) []corev1.Container {
+	out := make([]corev1.Container, len(cs))
+	for i, c := range cs {
+		out[i] = corev1.Container{Name: c.Name, Image: c.Image}
 	}
-	return names, images
+	return out
 }
 
 // trimAnnotations keeps the connector annotation and, of the webhook's status record, only the

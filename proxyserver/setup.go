@@ -102,10 +102,10 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	// A cache miss is read once from the API server, as the webhook and the CSI driver do
 	// (`kubectl apply -f dir/` creates a Connector and its first workload in the same second),
 	// through a token bucket as pod reads are: anyone can name a connector that does not exist.
-	resolver := &access.Resolver{Source: &access.CachedSource{Cache: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.ConnectorLiveReads.QPS, opts.ConnectorLiveReads.Burst)}}
+	resolver := &access.Resolver{Source: &access.CachedSource{Cache: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.ConnectorLiveReads)}}
 	var nodePulls *NodePulls
 	if len(opts.NodeForwarders) > 0 {
-		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.NodePullLiveReads.QPS, opts.NodePullLiveReads.Burst), Access: resolver}
+		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.NodePullLiveReads), Access: resolver}
 		for _, sa := range opts.NodeForwarders {
 			nodePulls.Forwarders[sa] = true
 		}
@@ -137,7 +137,7 @@ func NewForward(handler *Handler, mgr ctrl.Manager, o ForwardOptions) (*Forward,
 		DialTunnel: (&net.Dialer{Timeout: o.TunnelDialTimeout}).DialContext,
 	}
 	if o.PodIdentity {
-		fwd.Pods = &PodsByIP{Reader: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), o.PodLiveReads.QPS, o.PodLiveReads.Burst), Wait: o.PodWait}
+		fwd.Pods = &PodsByIP{Reader: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), o.PodLiveReads), Wait: o.PodWait}
 	}
 	return fwd, nil
 }

@@ -31,7 +31,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -353,4 +355,32 @@ func (s *Server) PutZeroBlob(repository string, size int64) (string, error) {
 		return "", err
 	}
 	return "sha256:" + hexDigest, os.WriteFile(link, []byte("sha256:"+hexDigest), 0o644)
+}
+
+// FetchToken asks this Harbor's token service for a bearer token for scope with a user's or a
+// robot's credentials, as a client talking to Harbor directly does (benchmarks' "direct" side).
+func (s *Server) FetchToken(user, pass, scope string) (string, error) {
+	req, err := http.NewRequest(http.MethodGet, s.URL()+"/service/token?service=harbor-registry&scope="+url.QueryEscape(scope), nil)
+	if err != nil {
+		return "", err
+	}
+	req.SetBasicAuth(user, pass)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(s.CACertPEM())
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("token for %s: HTTP %d", scope, resp.StatusCode)
+	}
+	var body struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", err
+	}
+	return body.Token, nil
 }

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -269,17 +268,9 @@ func headLatency(b *testing.B, c *http.Client, url, auth string) time.Duration {
 }
 
 func harborToken(b *testing.B, user, pass, scope string) string {
-	req, _ := http.NewRequest("GET", harbor.URL()+"/service/token?service=harbor-registry&scope="+scope, nil)
-	req.SetBasicAuth(user, pass)
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolWith(harbor.CACertPEM())}}}
-	resp, err := c.Do(req)
+	token, err := harbor.FetchToken(user, pass, scope)
 	must(b, err)
-	defer resp.Body.Close()
-	var body struct {
-		Token string `json:"token"`
-	}
-	must(b, json.NewDecoder(resp.Body).Decode(&body))
-	return body.Token
+	return token
 }
 
 // peakRSS is the process's high-water resident set (VmHWM), in bytes.

@@ -157,17 +157,9 @@ func (w *world) nodePullAllowed(b *testing.B, c *http.Client, proxy string, n in
 }
 
 func (w *world) harborToken(b *testing.B, scope string) string {
-	c := httpsClient(w.harbor.CACertPEM())
-	req, _ := http.NewRequest(http.MethodGet, w.harbor.URL()+"/service/token?service=harbor-registry&scope="+scope, nil)
-	req.SetBasicAuth(w.robotUser, w.robotPass)
-	resp, err := c.Do(req)
+	token, err := w.harbor.FetchToken(w.robotUser, w.robotPass, scope)
 	must(b, err)
-	defer resp.Body.Close()
-	var body struct {
-		Token string `json:"token"`
-	}
-	must(b, json.NewDecoder(resp.Body).Decode(&body))
-	return body.Token
+	return token
 }
 
 // forwardIdentify times CONNECTs to the forward listener, each on a new connection from the

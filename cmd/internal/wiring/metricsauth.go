@@ -61,11 +61,10 @@ type metricsAuthorizer struct {
 	cs      kubernetes.Interface
 	reviews flowcontrol.RateLimiter
 	mu      sync.Mutex
-	allowed map[[32]byte]time.Time // sha256(token, verb, path) → until
-	refused map[[32]byte]refusal   // sha256(token, verb, path) → the answer, until
+	answers map[[32]byte]answer // sha256(token, verb, path) → the answer, until it expires
 }
 
-type refusal struct {
+type answer struct {
 	status int
 	msg    string
 	until  time.Time
@@ -73,11 +72,12 @@ type refusal struct {
 
 func newMetricsAuthorizer(cs kubernetes.Interface) *metricsAuthorizer {
 	return &metricsAuthorizer{cs: cs, reviews: flowcontrol.NewTokenBucketRateLimiter(metricsReviewsPerSecond, metricsReviewsBurst),
-		allowed: map[[32]byte]time.Time{}, refused: map[[32]byte]refusal{}}
+		answers: map[[32]byte]answer{}}
 }
 
-// decide answers from memory, or reviews the token and remembers the answer (not a failure to
-// reach the API server, which the next scrape retries).
+// decide answers from memory, or reviews the token and remembers the answer: an allowed caller
+// for metricsDecisionTTL, a refused one for metricsRefusalTTL, a failure to reach the API server
+// not at all (the next scrape retries).
 func (a *metricsAuthorizer) decide(r *http.Request) (int, string) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || token == "" {
@@ -87,35 +87,25 @@ func (a *metricsAuthorizer) decide(r *http.Request) (int, string) {
 	key := sha256.Sum256([]byte(token + "\x00" + verb + "\x00" + r.URL.Path))
 	now := time.Now()
 	a.mu.Lock()
-	until, allowed := a.allowed[key]
-	no, refused := a.refused[key]
+	known, ok := a.answers[key]
 	a.mu.Unlock()
 	switch {
-	case allowed && now.Before(until):
-		return http.StatusOK, ""
-	case refused && now.Before(no.until):
-		return no.status, no.msg
+	case ok && now.Before(known.until):
+		return known.status, known.msg
 	case !a.reviews.TryAccept():
 		return http.StatusTooManyRequests, "too many metrics requests with new tokens; retry shortly"
 	}
 	status, msg := a.review(r, token, verb)
+	ttl := map[int]time.Duration{http.StatusOK: metricsDecisionTTL, http.StatusUnauthorized: metricsRefusalTTL, http.StatusForbidden: metricsRefusalTTL}[status]
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for k, t := range a.allowed { // a handful of scrapers: pruning on write keeps it small
-		if now.After(t) {
-			delete(a.allowed, k)
+	for k, v := range a.answers { // a handful of scrapers: pruning on write keeps it small
+		if now.After(v.until) {
+			delete(a.answers, k)
 		}
 	}
-	for k, t := range a.refused {
-		if now.After(t.until) {
-			delete(a.refused, k)
-		}
-	}
-	switch status {
-	case http.StatusOK:
-		a.allowed[key] = now.Add(metricsDecisionTTL)
-	case http.StatusUnauthorized, http.StatusForbidden:
-		a.refused[key] = refusal{status: status, msg: msg, until: now.Add(metricsRefusalTTL)}
+	if ttl > 0 {
+		a.answers[key] = answer{status: status, msg: msg, until: now.Add(ttl)}
 	}
 	return status, msg
 }
