@@ -95,12 +95,27 @@ func Render(in RenderInput) (map[string][]byte, error) {
 			}
 			files[policies.FileDockerConfig] = b
 		case ConfigBuildkitd:
-			files[FileBuildkitd] = []byte(fmt.Sprintf("[registry.%q]\n  ca = [%q]\n", in.ReverseHost, path.Join(policies.MountPath, policies.FileCACert)))
+			files[FileBuildkitd] = buildkitdConfig(in.ReverseHost)
 		default:
 			return nil, fmt.Errorf("unknown configuration %q", c)
 		}
 	}
 	return files, nil
+}
+
+// BuildkitdMountPath is where the seed product's recipes mount the buildkitd configuration
+// (BUILDKITD_FLAGS=--config /etc/buildkit/buildkitd.toml): buildkitd's default directory.
+const BuildkitdMountPath = "/etc/buildkit"
+
+// buildkitdConfig trusts the proxy's CA for the reverse host. buildkitd reads a `ca` path as
+// written and fails the whole build when it is missing, and the driver cannot know where a pod
+// mounts the volume; `tlsconfigdir` directories are read for *.crt and skipped when absent. So
+// the file names the volume's containers-ca directory under both mount points in use: the
+// webhook's and the seed recipes' /etc/buildkit. It is re-read per build, and containers-ca is
+// updated in place, so a long-lived buildkitd follows CA renewals.
+func buildkitdConfig(reverseHost string) []byte {
+	dirs := []string{path.Join(policies.MountPath, policies.DirContainersCA), path.Join(BuildkitdMountPath, policies.DirContainersCA)}
+	return []byte(fmt.Sprintf("[registry.%q]\n  tlsconfigdir = [%q, %q]\n", reverseHost, dirs[0], dirs[1]))
 }
 
 // withCredentials puts <ns>%2F<connector>:<token> into a proxy URL's userinfo.

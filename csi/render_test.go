@@ -43,7 +43,7 @@ func TestRenderSeedFiles(t *testing.T) {
 	raw, err := base64.StdEncoding.DecodeString(cfg.Auths["connectors-proxy.connectors-system.svc"].Auth)
 	require.NoError(t, err)
 	assert.Equal(t, "team-a/harbor:tok-1", string(raw))
-	assert.Equal(t, "[registry.\"connectors-proxy.connectors-system.svc\"]\n  ca = [\"/var/run/connectors/ca.crt\"]\n", string(files[FileBuildkitd]))
+	assert.Equal(t, "[registry.\"connectors-proxy.connectors-system.svc\"]\n  tlsconfigdir = [\"/var/run/connectors/containers-ca\", \"/etc/buildkit/containers-ca\"]\n", string(files[FileBuildkitd]))
 	assert.NotContains(t, string(files[FileBuildkitd]), "insecure")
 	assert.Equal(t, files[policies.FileCACert], files["certs/connectors-ca.pem"])
 	h, err := subjectHash(mustParse(t, testBundle).RawSubject)
