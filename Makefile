@@ -16,7 +16,7 @@ MATRIX ?= v1.35.4 $(K8S_VERSION)
 # Prefixes phase names in make test-matrix with the release they ran on.
 PHASE_PREFIX ?=
 
-.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 envtest-assets node-deps clients trust-manager bench bench-scale bench-cluster fuzz demo deploy undeploy chart install-file helm-adopt helm fmt vet alerts
+.PHONY: all build images generate test test-matrix matrix-one e2e e2e-day2 e2e-tools envtest-assets node-deps clients trust-manager bench bench-scale bench-cluster fuzz demo deploy undeploy chart install-file helm-adopt helm fmt vet alerts
 
 all: build
 
@@ -101,6 +101,15 @@ e2e-day2: ## Day 2 on the cluster test bed (root, ~6 min warm, not in make test)
 	@$(PHASE) "helm and gitops-drift (built from the module proxy)" bash -c "test/tools/helm.sh && test/tools/gitops.sh"
 	@$(PHASE) "gitops-drift: Argo CD's and Flux's diff against a test webhook (test/tools/gitops)" bash -c 'cd test/tools/gitops && KUBEBUILDER_ASSETS=$$(../k8s-assets.sh 2>/dev/null) go test -count=1 ./...'
 	@$(PHASE) "e2e-day2: upgrade, failures, rotation, GitOps, uninstall, Helm on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e,day2 -run '^TestDay2$$' -p 1 -count=1 -v -timeout 60m ./test/e2e/
+	@test/tools/phase.sh --summary
+
+e2e-tools: ## The build tools in real Jobs on the cluster test bed (root, not in make test): buildkit (forward, reverse, the seed recipes, a pipeline), ko, buildah, curl and a Go client of Harbor's REST API.
+	@$(PHASE) --reset
+	@$(PHASE) "node dependencies" test/tools/node-deps.sh
+	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
+	@$(PHASE) "registry clients (buildah and curl from Debian)" env CLIENTS_DEBIAN="curl:curl" test/tools/clients.sh
+	@$(PHASE) "build tools: buildkitd, buildctl (test/tools/buildkit, a module of its own), ko" test/tools/buildtools.sh
+	@$(PHASE) "e2e-tools: the build tools in Jobs on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) HARBOR_CONNECTOR_BUILDTOOLS=$$(test/tools/buildtools.sh 2>/dev/null) go test -tags e2e,tools -run '^TestBuildTools$$' -p 1 -count=1 -v -timeout 60m ./test/e2e/
 	@test/tools/phase.sh --summary
 
 alerts: ## Check config/prometheus/rules.yaml: Prometheus's rule parser, and every metric named is one the manager or the proxy registers (test/tools/promrules, its own module).

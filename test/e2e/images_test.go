@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -57,24 +58,29 @@ func (w *world) pushImages(ctx context.Context, craneBin string) error {
 			return err
 		}
 	}
-	// The local copy must not share the pushed image's ID. From 1.35 the kubelet checks an image
-	// already on the node against its pull records (KEP-2535, KubeletEnsureSecretPulledImages):
-	// once scenario 2 pulled the crane image as 127.0.0.1:5050/..., that ID has a record naming
-	// only that name, so namespace B's PullNever pod of the same ID under e2e.local/crane would
-	// be refused as "not present". A label makes it a different image that the kubelet never
-	// pulled, which counts as preloaded (NeverVerifyPreloadedImages, the default policy).
-	cfg, err := crane.ConfigFile()
+	return w.importUnpulled(ctx, crane, localCraneImage)
+}
+
+// importUnpulled imports img into containerd as ref, for pods the webhook leaves alone. The
+// local copy must not share the pushed image's ID. From 1.35 the kubelet checks an image already
+// on the node against its pull records (KEP-2535, KubeletEnsureSecretPulledImages): once a pod
+// pulled the image as 127.0.0.1:5050/..., that ID has a record naming only that name, so a
+// PullNever pod of the same ID under the local name would be refused as "not present". A label
+// makes it a different image that the kubelet never pulled, which counts as preloaded
+// (NeverVerifyPreloadedImages, the default policy).
+func (w *world) importUnpulled(ctx context.Context, img v1.Image, ref string) error {
+	cfg, err := img.ConfigFile()
 	if err != nil {
 		return err
 	}
 	localConfig := *cfg.Config.DeepCopy()
 	localConfig.Labels = map[string]string{"e2e.local/imported": "true"}
-	local, err := mutate.Config(crane, localConfig)
+	local, err := mutate.Config(img, localConfig)
 	if err != nil {
 		return err
 	}
-	tarball := filepath.Join(w.work, "crane-image.tar")
-	if err := node.WriteTarball(local, localCraneImage, tarball); err != nil {
+	tarball := filepath.Join(w.work, strings.NewReplacer("/", "_", ":", "_").Replace(ref)+".tar")
+	if err := node.WriteTarball(local, ref, tarball); err != nil {
 		return err
 	}
 	return w.node.ImportImage(ctx, tarball)

@@ -10,28 +10,29 @@ import (
 
 // HostBinaryFiles are a dynamically linked host program (Debian's buildah, curl, runc) with the
 // shared libraries ldd resolves for it, at their host paths, so it runs in an image that has no
-// libc of its own. Each program keeps its host path too: some read files relative to it.
-func HostBinaryFiles(ctx context.Context, programs ...string) ([]File, error) {
+// libc of its own. Each program goes where its File says; the libraries keep their host paths,
+// where the loader looks for them.
+func HostBinaryFiles(ctx context.Context, programs ...File) ([]File, error) {
 	seen := map[string]bool{}
 	var files []File
-	add := func(p string) {
-		if !seen[p] {
-			seen[p] = true
-			files = append(files, File{HostPath: p, ImagePath: p})
+	add := func(f File) {
+		if !seen[f.ImagePath] {
+			seen[f.ImagePath] = true
+			files = append(files, f)
 		}
 	}
 	for _, prog := range programs {
-		out, err := exec.CommandContext(ctx, "ldd", prog).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "ldd", prog.HostPath).CombinedOutput()
 		if err != nil {
-			return nil, fmt.Errorf("ldd %s: %v: %s", prog, err, out)
+			return nil, fmt.Errorf("ldd %s: %v: %s", prog.HostPath, err, out)
 		}
 		libs, err := lddPaths(string(out))
 		if err != nil {
-			return nil, fmt.Errorf("ldd %s: %w", prog, err)
+			return nil, fmt.Errorf("ldd %s: %w", prog.HostPath, err)
 		}
 		add(prog)
 		for _, lib := range libs {
-			add(lib)
+			add(File{HostPath: lib, ImagePath: lib})
 		}
 	}
 	return files, nil
