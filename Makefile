@@ -92,7 +92,8 @@ matrix-one:
 e2e: ## The cluster suite (as root): a real node with kube-proxy, CoreDNS, cert-manager and trust-manager; the product installed with make images + make deploy; every scenario against its pods.
 	@$(PHASE) "$(PHASE_PREFIX)node dependencies (containerd, runc, CNI, CoreDNS; kubelet, kube-proxy, scheduler, controller-manager)" test/tools/node-deps.sh
 	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
-	@$(PHASE) "$(PHASE_PREFIX)e2e: the product installed on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
+	@$(PHASE) "build tools: buildkitd, buildctl (test/tools/buildkit, a module of its own), ko; curl from Debian" bash -c 'test/tools/buildtools.sh >/dev/null && CLIENTS_DEBIAN="curl:curl" CLIENTS_ONLY="curl buildah" test/tools/clients.sh >/dev/null'
+	@$(PHASE) "$(PHASE_PREFIX)e2e: the product installed on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) HARBOR_CONNECTOR_BUILDTOOLS=$$(test/tools/buildtools.sh 2>/dev/null) go test -tags e2e -p 1 -count=1 -v -timeout 45m ./test/node/ ./test/e2e/
 
 e2e-day2: ## Day 2 on the cluster test bed (root, ~6 min warm, not in make test): an earlier build upgraded with kustomize and with Helm; a proxy pod, the manager, Harbor lost; certificates and the robot rotated; GitOps diffs; uninstall.
 	@$(PHASE) --reset
@@ -103,13 +104,12 @@ e2e-day2: ## Day 2 on the cluster test bed (root, ~6 min warm, not in make test)
 	@$(PHASE) "e2e-day2: upgrade, failures, rotation, GitOps, uninstall, Helm on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) go test -tags e2e,day2 -run '^TestDay2$$' -p 1 -count=1 -v -timeout 60m ./test/e2e/
 	@test/tools/phase.sh --summary
 
-e2e-tools: ## The build tools in real Jobs on the cluster test bed (root, not in make test): buildkit (forward, reverse, the seed recipes, a pipeline), ko, buildah, curl and a Go client of Harbor's REST API.
+e2e-tools: ## Only the build tool scenarios of make e2e (root, about 2 minutes warm): buildkit (forward, reverse, the seed recipes, a pipeline), ko, buildah, curl and a Go client of Harbor's REST API.
 	@$(PHASE) --reset
 	@$(PHASE) "node dependencies" test/tools/node-deps.sh
 	@$(PHASE) "trust-manager (built from the module proxy)" test/tools/trust-manager.sh
-	@$(PHASE) "registry clients (buildah and curl from Debian)" env CLIENTS_DEBIAN="curl:curl" test/tools/clients.sh
-	@$(PHASE) "build tools: buildkitd, buildctl (test/tools/buildkit, a module of its own), ko" test/tools/buildtools.sh
-	@$(PHASE) "e2e-tools: the build tools in Jobs on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) HARBOR_CONNECTOR_BUILDTOOLS=$$(test/tools/buildtools.sh 2>/dev/null) go test -tags e2e,tools -run '^TestBuildTools$$' -p 1 -count=1 -v -timeout 60m ./test/e2e/
+	@$(PHASE) "build tools: buildkitd, buildctl (test/tools/buildkit, a module of its own), ko; curl from Debian" bash -c 'test/tools/buildtools.sh >/dev/null && CLIENTS_DEBIAN="curl:curl" CLIENTS_ONLY="curl buildah" test/tools/clients.sh >/dev/null'
+	@$(PHASE) "e2e-tools: the build tools in Jobs on the cluster test bed" env KUBEBUILDER_ASSETS=$$(test/tools/k8s-assets.sh 2>/dev/null) HARBOR_CONNECTOR_NODE_RUNTIME=$$(test/tools/node-deps.sh 2>/dev/null) HARBOR_CONNECTOR_BUILDTOOLS=$$(test/tools/buildtools.sh 2>/dev/null) go test -tags e2e -run '^TestOnARealNode$$/^6_build_tools$$' -p 1 -count=1 -v -timeout 30m ./test/e2e/
 	@test/tools/phase.sh --summary
 
 alerts: ## Check config/prometheus/rules.yaml: Prometheus's rule parser, and every metric named is one the manager or the proxy registers (test/tools/promrules, its own module).

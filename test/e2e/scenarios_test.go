@@ -30,6 +30,11 @@ func TestOnARealNode(t *testing.T) {
 		t.Parallel()
 		tokenRefresh(t)
 	})
+	// While scenario 5 waits out a token lifetime.
+	t.Run("6 build tools", func(t *testing.T) {
+		t.Parallel()
+		buildTools(t)
+	})
 	t.Run("workloads", func(t *testing.T) {
 		t.Parallel()
 		t.Run("1 private image pulled through the node listener", privateImage)

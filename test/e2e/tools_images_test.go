@@ -1,4 +1,4 @@
-//go:build e2e && tools
+//go:build e2e
 
 package e2e_test
 
@@ -47,7 +47,7 @@ func buildToolsDir(t *testing.T) string {
 func runcPath(t *testing.T) string {
 	runtime := os.Getenv("HARBOR_CONNECTOR_NODE_RUNTIME")
 	require.NotEmpty(t, runtime, "HARBOR_CONNECTOR_NODE_RUNTIME is unset: run with make e2e-tools")
-	p := filepath.Join(runtime, "runc")
+	p := filepath.Join(runtime, "bin", "runc")
 	_, err := os.Stat(p)
 	require.NoError(t, err, "runc in the node runtime")
 	return p
@@ -67,12 +67,22 @@ func (w *world) pushToolImages(ctx context.Context, t *testing.T) toolImages {
 	require.NoError(t, err, "Debian's buildah (make e2e-tools installs it)")
 	// containers/image refuses to pull without a signature policy; Debian's accepts anything,
 	// as a fresh buildah install does.
-	buildah := files(append(buildahBin, node.File{HostPath: "/etc/containers/policy.json", ImagePath: "/etc/containers/policy.json"})...)
+	// buildah looks its user up by uid (root here) in /etc/passwd.
+	passwd := filepath.Join(w.work, "passwd")
+	require.NoError(t, os.WriteFile(passwd, []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644))
+	group := filepath.Join(w.work, "group")
+	require.NoError(t, os.WriteFile(group, []byte("root:x:0:\n"), 0o644))
+	buildah := files(append(buildahBin,
+		node.File{HostPath: "/etc/containers/policy.json", ImagePath: "/etc/containers/policy.json"},
+		node.File{HostPath: passwd, ImagePath: "/etc/passwd"}, node.File{HostPath: group, ImagePath: "/etc/group"})...)
 	client := filepath.Join(w.work, "harbor-api-client")
 	require.NoError(t, node.BuildStatic(ctx, "./test/harborapi/cmd/harbor-api-client", client))
 	curl, err := node.HostBinaryFiles(ctx, node.File{HostPath: "/usr/bin/curl", ImagePath: "/usr/bin/curl"})
 	require.NoError(t, err, "Debian's curl")
-	harborAPI := files(append(curl, node.File{HostPath: client, ImagePath: "/usr/bin/harbor-api-client"})...)
+	// Debian's curl loads its compiled-in bundle of public roots and fails when it is missing,
+	// as it never is in an image with curl; the proxy's CA it finds through SSL_CERT_DIR.
+	harborAPI := files(append(curl, node.File{HostPath: client, ImagePath: "/usr/bin/harbor-api-client"},
+		node.File{HostPath: "/etc/ssl/certs/ca-certificates.crt", ImagePath: "/etc/ssl/certs/ca-certificates.crt"})...)
 
 	refs := toolImages{
 		buildkit:  w.harborHost + "/" + project + "/tools/buildkit:v1",

@@ -1,4 +1,4 @@
-//go:build e2e && tools
+//go:build e2e
 
 package e2e_test
 
@@ -26,11 +26,12 @@ import (
 // Connector, like any team.
 const nsBuilds = "builds"
 
-// The build tools the seed product's users run, each in a Job (or a Pod) that carries nothing
-// but the connector annotation (make e2e-tools; README "Build tools"). Each pushes an image
+// 6. The build tools the seed product's users run, each in a Job (or a Pod) that carries
+// nothing but the connector annotation (README "Build tools: recipes"; make e2e-tools runs only
+// these). Each pushes an image
 // built from a context holding a file unique to the run; the test then pulls that image from
 // Harbor itself and finds the file. No credential and no insecure flag anywhere.
-func TestBuildTools(t *testing.T) {
+func buildTools(t *testing.T) {
 	ctx := context.Background()
 	c := w.node.Client
 	require.NoError(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsBuilds, Labels: map[string]string{
@@ -117,7 +118,8 @@ func koBuild(t *testing.T, images toolImages, run string) {
 echo %[1]s > kodata/unique.txt
 printf 'module example.com/hello\ngo 1.26\n' > go.mod
 printf 'package main\n\nfunc main() { println("hello from ko") }\n' > main.go
-export PATH=$PATH:/usr/local/go/bin HOME=/work GOCACHE=/work/gocache GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod
+mkdir -p /work/tmp # the image has no /tmp, where go keeps its work directory
+export PATH=$PATH:/usr/local/go/bin TMPDIR=/work/tmp HOME=/work GOCACHE=/work/gocache GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod
 export KO_DOCKER_REPO=%[2]s KO_DEFAULTBASEIMAGE=%[3]s
 ko build --bare --sbom=none --platform=linux/amd64 --tags=%[4]s .
 `, unique, repo, w.appImage(), run)
@@ -213,7 +215,9 @@ crane export %[1]s - | tar -xO unique.txt`, ref))},
 	res := awaitPod(t, pod, 8*time.Minute)
 	require.Equal(t, corev1.PodSucceeded, res.pod.Status.Phase, "events:\n%s\nlogs:\n%s", res.events, res.logs)
 	assert.Contains(t, res.logs, unique, "crane found the file in the pushed image")
-	assert.Regexp(t, `built (sha256:[0-9a-f]{64}), registry serves \1`, res.logs)
+	m := regexp.MustCompile(`built (sha256:[0-9a-f]{64}), registry serves (sha256:[0-9a-f]{64})`).FindStringSubmatch(res.logs)
+	require.NotNil(t, m, "crane printed both digests:\n%s", res.logs)
+	assert.Equal(t, m[1], m[2], "the registry serves the digest buildkit pushed")
 	// Every step was mutated: env, the volume, and its images rewritten to the node listener.
 	for _, c := range append(res.pod.Spec.InitContainers, res.pod.Spec.Containers...) {
 		assert.Equal(t, forwardURL, envOf(c)["HTTPS_PROXY"], "step %s has the proxy env", c.Name)
