@@ -39,6 +39,15 @@ const (
 	// egress to that host). Set by platform admins.
 	AnnotationStorageRedirects = "connectors.cpaas.io/storage-redirects"
 
+	// LabelPullIdentity, on a Node, says how the proxy authorises the node's pulls through the
+	// node pull listener: PullIdentityPod ("pod") requires the pulling pod's own token, which the
+	// kubelet's connectors-credential-provider supplies, and checks that pod alone; absent or
+	// any other value, a pull is allowed for any marked pod on the node that needs it. Set by
+	// platform admins, per node pool (README "Per-pod pulls").
+	LabelPullIdentity = "connectors.cpaas.io/pull-identity"
+	// PullIdentityPod is LabelPullIdentity's per-pod value.
+	PullIdentityPod = "pod"
+
 	// AnnotationMirrorPod marks static pods mirrored by the kubelet; they are never mutated.
 	AnnotationMirrorPod = "kubernetes.io/config.mirror"
 )

@@ -61,3 +61,10 @@ func NodePullRefusal(req PullRequest) string {
 	return fmt.Sprintf("the node pull listener on node %s may pull %s through connector %s only for a running pod on that node that the webhook marked for %s (annotation %s) and whose image names that repository; no such pod was found",
 		req.Node, req.Repository, req.Connector, req.Connector, AnnotationConnector)
 }
+
+// PodPullRefusal is the per-pod rule's refusal (README "Per-pod pulls"): the pod the kubelet
+// pulls for does not need this repository through this connector.
+func PodPullRefusal(pod string, req PullRequest) string {
+	return fmt.Sprintf("pod %s may not pull %s through connector %s on node %s: it must be a running pod on that node that the webhook marked for %s (annotation %s) and whose image names that repository",
+		pod, req.Repository, req.Connector, req.Node, req.Connector, AnnotationConnector)
+}

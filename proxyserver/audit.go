@@ -31,6 +31,14 @@ type recorder struct {
 	route       *Route
 	identity    *identity.Identity
 	tokenCached *bool
+	// For a node listener's pull: "pod" or "node" (README "Per-pod pulls"), and the pod.
+	pullIdentity string
+	pullingPod   *identity.Identity
+}
+
+// notePull records how a node listener's pull is authorised, and for which pod.
+func (w *recorder) notePull(how string, pod *identity.Identity) {
+	w.pullIdentity, w.pullingPod = how, pod
 }
 
 // newRecorder starts a request's audit; finish writes it.
@@ -88,6 +96,12 @@ func (w *recorder) finish() {
 		kv = append(kv, "identity", w.identity.String())
 		if w.identity.PodName != "" {
 			kv = append(kv, "pod", w.identity.PodName)
+		}
+	}
+	if w.pullIdentity != "" {
+		kv = append(kv, "pullIdentity", w.pullIdentity, "node", w.identity.NodeName)
+		if w.pullingPod != nil {
+			kv = append(kv, "pullingPod", w.pullingPod.Namespace+"/"+w.pullingPod.PodName, "pullingServiceAccount", w.pullingPod.String())
 		}
 	}
 	if w.route != nil {

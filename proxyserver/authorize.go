@@ -35,14 +35,15 @@ func (d *denial) Error() string { return d.message }
 
 // authorize returns the connector's registry and Connector, and the key the caller's concurrent
 // streams are limited by.
-func (a *authorizer) authorize(ctx context.Context, id identity.Identity, method string, route Route) (*upstream.Registry, *v1alpha1.Connector, string, *denial) {
+// pod is the pulling pod a node listener relayed the kubelet's credential for, else nil.
+func (a *authorizer) authorize(ctx context.Context, id identity.Identity, pod *identity.Identity, method string, route Route) (*upstream.Registry, *v1alpha1.Connector, string, *denial) {
 	ref := route.Connector
 	from, limitKey := id.Namespace, id.String()
 	if a.nodePulls.IsForwarder(id) {
 		// One ServiceAccount serves every node: its per-identity limit is per node.
 		limitKey += "@" + id.NodeName
 		var err error
-		if from, err = a.nodePulls.Authorize(ctx, id, method, route); err != nil {
+		if from, err = a.nodePulls.Authorize(ctx, id, pod, method, route); err != nil {
 			return nil, nil, "", a.nodePullDenial(id, err)
 		}
 	}
@@ -108,6 +109,9 @@ func (a *authorizer) accessDenial(ref policies.ConnectorRef, err error) *denial 
 func (a *authorizer) nodePullDenial(id identity.Identity, err error) *denial {
 	var refused *pullRefusedError
 	if errors.As(err, &refused) {
+		if refused.unauthenticated {
+			return &denial{codeUnauthorized, refused.msg}
+		}
 		return &denial{codeDenied, refused.msg}
 	}
 	a.log.Error(err, "authorising a node pull", "node", id.NodeName)

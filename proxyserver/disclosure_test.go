@@ -49,7 +49,7 @@ func TestNodePullAPIFailureIsUnavailableWithoutDetail(t *testing.T) {
 	route := Route{Connector: policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}, Repository: "team/app", Kind: KindManifest}
 	a := &authorizer{log: logr.Discard(), nodePulls: &NodePulls{Forwarders: map[string]bool{forwarder.String(): true}, Pods: failingReader{}}}
 
-	_, _, _, d := a.authorize(context.Background(), forwarder, http.MethodGet, route)
+	_, _, _, d := a.authorize(context.Background(), forwarder, nil, http.MethodGet, route)
 	require.NotNil(t, d)
 	assert.Equal(t, codeUnavailable, d.code)
 	assert.Contains(t, d.message, "node-1")
@@ -57,7 +57,7 @@ func TestNodePullAPIFailureIsUnavailableWithoutDetail(t *testing.T) {
 	assertNoInternals(t, "node pull", d.message)
 
 	a.nodePulls.Pods = &countingReader{}
-	_, _, _, d = a.authorize(context.Background(), forwarder, http.MethodGet, route)
+	_, _, _, d = a.authorize(context.Background(), forwarder, nil, http.MethodGet, route)
 	require.NotNil(t, d)
 	assert.Equal(t, codeDenied, d.code)
 	assert.Equal(t, policies.NodePullRefusal(policies.PullRequest{Node: "node-1", Connector: route.Connector, Repository: "team/app"}), d.message)

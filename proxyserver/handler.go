@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,7 +57,38 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.identity = &id
-	h.serve(rec, r, id, route, false)
+	pod, refused := h.pullingPod(rec, r, id)
+	if refused != nil {
+		h.writeRefusal(rec, refused, route.Connector.String())
+		return
+	}
+	h.serve(rec, r, id, pod, route, false)
+}
+
+// headerPodToken carries, from a node pull listener to the central proxy, the pulling pod's
+// token that the kubelet's connectors-credential-provider gave the container runtime (README
+// "Per-pod pulls"). The listener's own token stays in Authorization.
+const headerPodToken = "Connectors-Pod-Token"
+
+// pullingPod verifies the pod token a node listener relayed, and notes on the audit line how the
+// pull is authorised. The header is honoured from node listeners only and never goes upstream.
+func (h *Handler) pullingPod(rec *recorder, r *http.Request, id identity.Identity) (*identity.Identity, *refusal) {
+	token := r.Header.Get(headerPodToken)
+	r.Header.Del(headerPodToken)
+	if !h.auth.nodePulls.IsForwarder(id) {
+		return nil, nil
+	}
+	if token == "" {
+		rec.notePull("node", nil)
+		return nil, nil
+	}
+	pod, refused := review(r.Context(), h.reviewer, token)
+	if refused != nil {
+		refused.message = "the pulling pod's credential (from the kubelet's connectors-credential-provider): " + refused.message
+		return nil, refused
+	}
+	rec.notePull("pod", &pod)
+	return &pod, nil
 }
 
 // serveBase answers GET /v2/ itself: 401 with the proxy's Basic challenge without a
@@ -75,10 +107,14 @@ func (h *Handler) serveBase(w *recorder, r *http.Request) {
 // serve authorises the caller for the route's connector, computes the upstream credential for
 // the request's scope and relays it. native: the forward listener's intercepted requests, in
 // the registry's own layout.
-func (h *Handler) serve(w *recorder, r *http.Request, id identity.Identity, route Route, native bool) {
+// pod: the pulling pod, for a node listener's per-pod pull (pullingPod).
+func (h *Handler) serve(w *recorder, r *http.Request, id identity.Identity, pod *identity.Identity, route Route, native bool) {
 	ctx := r.Context()
 	ref := route.Connector
-	registry, connector, limitKey, denied := h.auth.authorize(ctx, id, r.Method, route)
+	registry, connector, limitKey, denied := h.auth.authorize(ctx, id, pod, r.Method, route)
+	if w.pullIdentity != "" {
+		nodePulls.WithLabelValues(w.pullIdentity, strconv.FormatBool(denied == nil)).Inc()
+	}
 	if denied != nil {
 		writeError(w, denied.code, ref.String(), denied.message)
 		return

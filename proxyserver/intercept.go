@@ -72,7 +72,7 @@ func (in *interception) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		route.Connector = ref
 		rec.route = &route
-		h.serve(rec, r, in.caller.id, route, true)
+		h.serve(rec, r, in.caller.id, nil, route, true)
 	case strings.HasPrefix(r.URL.Path, policies.HarborAPIPrefix):
 		if allowed, reason := policies.HarborAPIAllowed(r.Method, path); !allowed {
 			writeError(rec, codeDenied, ref.String(), reason)

@@ -65,7 +65,7 @@ func TestNodePullRefusedWhenLiveReadsAreUsedUp(t *testing.T) {
 	id := identity.Identity{Namespace: "connectors-node", ServiceAccount: "connectors-node", NodeName: "node-1"}
 	route := Route{Connector: policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}, Repository: "team/app", Kind: KindManifest}
 	for i := 0; i < 2; i++ {
-		_, err := n.Authorize(context.Background(), id, http.MethodGet, route)
+		_, err := n.Authorize(context.Background(), id, nil, http.MethodGet, route)
 		require.Error(t, err)
 		assert.Equal(t, policies.NodePullRefusal(policies.PullRequest{Node: "node-1", Connector: route.Connector, Repository: "team/app"}), err.Error())
 	}

@@ -28,6 +28,13 @@ var (
 		Name: "connectors_proxy_live_reads_total",
 		Help: "Reads of pods and connectors from the API server after an informer cache miss, by result: made or limited.",
 	}, []string{"result"})
+	// nodePulls counts the node listeners' pulls by how they were authorised (README "Per-pod
+	// pulls"): identity "pod" (the pulling pod's own token) or "node" (any marked pod on the
+	// node), and whether the rule allowed them.
+	nodePulls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "connectors_proxy_node_pulls_total",
+		Help: "Requests relayed by node pull listeners, by pull identity (pod or node) and whether they were allowed.",
+	}, []string{"identity", "allowed"})
 	activeStreams = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "connectors_proxy_active_streams",
 		Help: "Requests being relayed right now.",
@@ -41,5 +48,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(requestsTotal, bytesTotal, tokenCache, upstreamErrors, liveReads, activeStreams, certificateExpiry)
+	metrics.Registry.MustRegister(requestsTotal, bytesTotal, tokenCache, upstreamErrors, liveReads, nodePulls, activeStreams, certificateExpiry)
 }

@@ -21,9 +21,10 @@ import (
 // NodeForwarder is the node pull listener (README "The node pull listener"): it serves the reverse
 // layout on 127.0.0.1:5050 to the node's container runtime, which pulls rewritten images from
 // it over plain HTTP (containerd allows that for loopback without configuration), and relays
-// every read to the central proxy with the listener's own pod-bound ServiceAccount token. It
-// holds no Harbor credentials and decides nothing: the central proxy checks that a pod on this
-// node needs the image. Requests that are not reads never leave the node.
+// every read to the central proxy with the listener's own pod-bound ServiceAccount token, plus
+// the pulling pod's token when the kubelet supplied one. It holds no Harbor credentials and
+// decides nothing: the central proxy checks that a pod on this node (or, on a node that pulls
+// per pod, the pulling pod) needs the image. Requests that are not reads never leave the node.
 type NodeForwarder struct {
 	// Upstream is the central proxy's reverse listener, e.g. https://connectors-proxy.connectors-system.svc.
 	Upstream *url.URL
@@ -122,8 +123,15 @@ func (f *NodeForwarder) build() {
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(f.Upstream)
-			// The runtime sends no credential of its own; drop anything it might, so the only
-			// identity the central proxy sees is this listener's token.
+			// The listener's own token is the caller; the only credential the runtime sends is the
+			// one the kubelet's connectors-credential-provider gave it for the pulling pod (Basic,
+			// the pod's token as password, README "Per-pod pulls"), sent after the central proxy's
+			// challenge for a node that pulls per pod. It travels in its own header, which the
+			// central proxy reads from node listeners only.
+			pr.Out.Header.Del(headerPodToken)
+			if _, podToken, ok := pr.In.BasicAuth(); ok && podToken != "" {
+				pr.Out.Header.Set(headerPodToken, podToken)
+			}
 			pr.Out.Header.Del("Authorization")
 			pr.Out.Header.Del("Cookie")
 			if token, err := f.token.get(f.TokenFile, f.Recheck); err == nil {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/alauda/harbor-connector/policies"
@@ -32,6 +34,9 @@ type NodePulls struct {
 	Live client.Reader
 	// Access applies the visibility rule to the namespace of each candidate pod.
 	Access *access.Resolver
+	// Nodes reads Node metadata (the label policies.LabelPullIdentity) from the informer cache;
+	// nil pulls per node everywhere.
+	Nodes client.Reader
 }
 
 // IsForwarder reports whether a verified caller is a node pull listener.
@@ -40,15 +45,27 @@ func (n *NodePulls) IsForwarder(id identity.Identity) bool {
 }
 
 // Authorize decides one relayed request and returns the namespace of the pod that justifies
-// it, from which the connector is then resolved.
-func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, method string, route Route) (string, error) {
+// it, from which the connector is then resolved. pod is the pulling pod's identity when the
+// listener relayed the kubelet's per-pod credential (README "Per-pod pulls"), else nil.
+func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, pod *identity.Identity, method string, route Route) (string, error) {
 	if method != http.MethodGet && method != http.MethodHead || (route.Kind != KindManifest && route.Kind != KindBlob) {
-		return "", &pullRefusedError{fmt.Sprintf("the node pull listener (%s) may only read manifests and blobs, not %s %s", id, method, route.Kind)}
+		return "", &pullRefusedError{msg: fmt.Sprintf("the node pull listener (%s) may only read manifests and blobs, not %s %s", id, method, route.Kind)}
 	}
 	if id.NodeName == "" {
-		return "", &pullRefusedError{fmt.Sprintf("the node pull listener's token (%s) names no node: it must be a pod-bound token from an API server that records the node (Kubernetes 1.30 or later)", id)}
+		return "", &pullRefusedError{msg: fmt.Sprintf("the node pull listener's token (%s) names no node: it must be a pod-bound token from an API server that records the node (Kubernetes 1.30 or later)", id)}
 	}
 	req := policies.PullRequest{Node: id.NodeName, Connector: route.Connector, Repository: route.Repository}
+	if pod != nil {
+		return n.authorizePod(ctx, *pod, req)
+	}
+	perPod, err := n.pullsPerPod(ctx, id.NodeName)
+	if err != nil {
+		return "", err
+	}
+	if perPod {
+		return "", &pullRefusedError{unauthenticated: true, msg: fmt.Sprintf("node %s pulls per pod (label %s=%s) and the kubelet sent no credential for this pull: a pod without a ServiceAccount (a static pod) cannot pull through a connector there; otherwise configure the kubelet with connectors-credential-provider (README \"Per-pod pulls\")",
+			id.NodeName, policies.LabelPullIdentity, policies.PullIdentityPod)}
+	}
 	for _, reader := range []client.Reader{n.Pods, n.Live} {
 		if reader == nil {
 			continue
@@ -64,12 +81,81 @@ func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, method 
 			return namespace, nil
 		}
 	}
-	return "", &pullRefusedError{policies.NodePullRefusal(req)}
+	return "", &pullRefusedError{msg: policies.NodePullRefusal(req)}
+}
+
+// pullsPerPod reads the node's pull identity label from the cache. A node the cache does not
+// hold yet pulls per node, as every node did before the label existed.
+func (n *NodePulls) pullsPerPod(ctx context.Context, node string) (bool, error) {
+	if n.Nodes == nil {
+		return false, nil
+	}
+	meta := nodeMetadata()
+	if err := n.Nodes.Get(ctx, client.ObjectKey{Name: node}, meta); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("reading node %s: %w", node, err)
+	}
+	return meta.Labels[policies.LabelPullIdentity] == policies.PullIdentityPod, nil
+}
+
+// authorizePod is the per-pod rule: the token the kubelet requested for the pulling pod must be
+// bound to a pod on this listener's node, and that pod alone must need the pull (marked for the
+// connector, naming the repository) in a namespace that may use the connector.
+func (n *NodePulls) authorizePod(ctx context.Context, pod identity.Identity, req policies.PullRequest) (string, error) {
+	if pod.PodName == "" || pod.PodUID == "" {
+		return "", &pullRefusedError{msg: fmt.Sprintf("the credential the kubelet sent for this pull (%s) is not a pod-bound token: connectors-credential-provider passes the pulling pod's token", pod)}
+	}
+	name := pod.Namespace + "/" + pod.PodName
+	if pod.NodeName != req.Node {
+		return "", &pullRefusedError{msg: fmt.Sprintf("pod %s's token is bound to node %q, but node %s's listener relayed it", name, pod.NodeName, req.Node)}
+	}
+	found, err := n.pod(ctx, pod)
+	if err != nil {
+		return "", fmt.Errorf("reading pod %s: %w", name, err)
+	}
+	if found == nil || !policies.PodNeedsPull(found, req) {
+		return "", &pullRefusedError{msg: policies.PodPullRefusal(name, req)}
+	}
+	switch err := n.Access.CheckVisible(ctx, found.Namespace, req.Connector); {
+	case access.IsNotVisible(err):
+		return "", &pullRefusedError{msg: err.Error()}
+	case err != nil:
+		return "", err
+	}
+	return found.Namespace, nil
+}
+
+// pod is the marked pod the token is bound to, from the cache, else read once live (the kubelet
+// can pull before the informer saw the pod); nil when there is none with that UID.
+func (n *NodePulls) pod(ctx context.Context, id identity.Identity) (*corev1.Pod, error) {
+	for _, reader := range []client.Reader{n.Pods, n.Live} {
+		if reader == nil {
+			continue
+		}
+		var pod corev1.Pod
+		err := reader.Get(ctx, client.ObjectKey{Namespace: id.Namespace, Name: id.PodName}, &pod)
+		switch {
+		case apierrors.IsNotFound(err), errors.Is(err, errLiveReadsLimited):
+			continue
+		case err != nil:
+			return nil, err
+		case string(pod.UID) == id.PodUID && pod.Labels[policies.LabelProxyInjected] == "true":
+			return &pod, nil
+		}
+	}
+	return nil, nil
 }
 
 // pullRefusedError: the rule refuses the pull; its message is for the container runtime (and so
 // the pod's events). Any other error from Authorize is the API server's, for the log only.
-type pullRefusedError struct{ msg string }
+type pullRefusedError struct {
+	msg string
+	// unauthenticated: the pull needs a credential it did not carry (UNAUTHORIZED, with the
+	// challenge that makes the runtime send the kubelet's).
+	unauthenticated bool
+}
 
 func (e *pullRefusedError) Error() string { return e.msg }
 
@@ -102,4 +188,9 @@ func indexPodNode(obj client.Object) []string {
 		return []string{node}
 	}
 	return nil
+}
+
+// nodeMetadata is a Node read by metadata only.
+func nodeMetadata() *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Node"}}
 }

@@ -28,6 +28,8 @@ import (
 // the manager's copies and nothing else; none in connectors-system, where the product's keys are.
 // +kubebuilder:rbac:groups="",namespace=connectors-credentials,resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// Node labels only (metadata), for the per-pod pull identity (policies.LabelPullIdentity).
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 
 // CacheOptionsFor is the proxy manager's cache: CacheOptions, and Secrets (which the proxy
 // watches by metadata only) in credentialsNamespace alone, the one namespace its Role lets it
@@ -105,7 +107,11 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	resolver := &access.Resolver{Source: &access.CachedSource{Cache: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.ConnectorLiveReads)}}
 	var nodePulls *NodePulls
 	if len(opts.NodeForwarders) > 0 {
-		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.NodePullLiveReads), Access: resolver}
+		// Node labels (the pull identity) by metadata only: a few hundred bytes per node.
+		if _, err := mgr.GetCache().GetInformer(ctx, nodeMetadata()); err != nil {
+			return nil, fmt.Errorf("watching Node metadata: %w", err)
+		}
+		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.NodePullLiveReads), Access: resolver, Nodes: mgr.GetClient()}
 		for _, sa := range opts.NodeForwarders {
 			nodePulls.Forwarders[sa] = true
 		}

@@ -31,6 +31,7 @@ const DefaultAudience = policies.DefaultAudience
 const (
 	extraPodName  = "authentication.kubernetes.io/pod-name"
 	extraNodeName = "authentication.kubernetes.io/node-name"
+	extraPodUID   = "authentication.kubernetes.io/pod-uid"
 )
 
 // Identity is a verified caller.
@@ -38,6 +39,7 @@ type Identity struct {
 	Namespace      string
 	ServiceAccount string
 	PodName        string // set for pod-bound tokens
+	PodUID         string // set for pod-bound tokens
 	NodeName       string // set for pod-bound tokens on API servers that record it
 }
 
@@ -203,7 +205,7 @@ func (r *Reviewer) review(ctx context.Context, token string) entry {
 		negative.err = &Unauthenticated{Reason: fmt.Sprintf("%q is not a ServiceAccount: only ServiceAccount tokens identify workloads", tr.Status.User.Username)}
 		return negative
 	}
-	id := Identity{Namespace: ns, ServiceAccount: sa, PodName: first(tr.Status.User.Extra[extraPodName]), NodeName: first(tr.Status.User.Extra[extraNodeName])}
+	id := Identity{Namespace: ns, ServiceAccount: sa, PodName: first(tr.Status.User.Extra[extraPodName]), PodUID: first(tr.Status.User.Extra[extraPodUID]), NodeName: first(tr.Status.User.Extra[extraNodeName])}
 	ttl := r.PositiveTTL
 	if exp, ok := expiry(token); ok && exp.Sub(now) < ttl {
 		ttl = exp.Sub(now)

@@ -92,7 +92,8 @@ func workloadPod(t testing.TB, ns, node, connector, image string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "app-",
 			Labels:      map[string]string{policies.LabelProxyInjected: "true"},
 			Annotations: map[string]string{policies.AnnotationConnector: connector, policies.AnnotationStatus: fmt.Sprintf(`{"connectors":[%q]}`, connector)}},
-		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: image}}},
+		// The ServiceAccount the suite creates in each namespace: per-pod pulls bind its token to the pod.
+		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: "builder", Containers: []corev1.Container{{Name: "app", Image: image}}},
 	}
 	require.NoError(t, k8s.Create(context.Background(), pod))
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), pod) })
