@@ -30,7 +30,9 @@ func TestNodePullPerPod(t *testing.T) {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{policies.LabelPullIdentity: policies.PullIdentityPod}}}
 	require.NoError(t, k8s.Create(ctx, node))
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), node) })
-	require.NoError(t, waitProxySees(ctx, nodeMeta(), func(c client.Object) bool { return c.GetLabels()[policies.LabelPullIdentity] == policies.PullIdentityPod }))
+	require.NoError(t, waitProxySees(ctx, nodeMeta(), func(c client.Object) bool {
+		return c.GetLabels()[policies.LabelPullIdentity] == policies.PullIdentityPod
+	}))
 
 	image := l.image(nsA, "harbor", "perpod")
 	app := workloadPod(t, nsA, nodeName, nsA+"/harbor", image)
