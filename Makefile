@@ -20,8 +20,11 @@ PHASE_PREFIX ?=
 
 all: build
 
+# The kubelet runs a credential provider by the name its config gives (README "Per-pod pulls"),
+# so cmd/credential-provider's binary gets that name.
 build: ## Build every shipped binary into ./bin.
 	go build -o $(BIN)/ ./cmd/...
+	mv -f $(BIN)/credential-provider $(BIN)/connectors-credential-provider
 
 # make images: REGISTRY (a repository prefix, e.g. 127.0.0.1:5000/harbor-connector) pushes and
 # writes the overlay OVERLAY (default config/overlays/images, which make deploy applies); TAG defaults to the version in test/images/names.go; REGISTRY_CA

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -207,7 +205,7 @@ func (r *Reviewer) review(ctx context.Context, token string) entry {
 	}
 	id := Identity{Namespace: ns, ServiceAccount: sa, PodName: first(tr.Status.User.Extra[extraPodName]), PodUID: first(tr.Status.User.Extra[extraPodUID]), NodeName: first(tr.Status.User.Extra[extraNodeName])}
 	ttl := r.PositiveTTL
-	if exp, ok := expiry(token); ok && exp.Sub(now) < ttl {
+	if exp, ok := policies.TokenExpiry(token); ok && exp.Sub(now) < ttl {
 		ttl = exp.Sub(now)
 	}
 	return entry{id: id, expires: now.Add(ttl)}
@@ -234,20 +232,6 @@ func serviceAccount(username string) (ns, name string, ok bool) {
 		return "", "", false
 	}
 	return parts[2], parts[3], true
-}
-
-// expiry reads the exp claim of a token the API server has just verified, to bound how long its
-// positive review is cached.
-func expiry(token string) (time.Time, bool) {
-	parsed, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256})
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims jwt.Claims
-	if err := parsed.UnsafeClaimsWithoutVerification(&claims); err != nil || claims.Expiry == nil {
-		return time.Time{}, false
-	}
-	return claims.Expiry.Time(), true
 }
 
 func first(v authenticationv1.ExtraValue) string {

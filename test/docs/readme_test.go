@@ -109,7 +109,7 @@ func TestREADMEDocumentsEveryMetric(t *testing.T) {
 var flagLine = regexp.MustCompile(`(?m)^\s+-([a-z][a-z0-9-]+)`)
 
 func TestREADMEDocumentsEveryFlag(t *testing.T) {
-	for _, binary := range []string{"manager", "proxy", "csi-driver"} {
+	for _, binary := range []string{"manager", "proxy", "csi-driver", "credential-provider"} {
 		t.Run(binary, func(t *testing.T) { checkFlags(t, binary) })
 	}
 }

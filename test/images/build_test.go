@@ -137,11 +137,35 @@ func checkFiles(t *testing.T, b build, bin images.Binary, arch string, layers []
 	assert.Contains(t, string(files["/etc/passwd"]), "\nnonroot:x:65532:65532:")
 	assert.Contains(t, string(files["/etc/group"]), "\nnonroot:x:65532:\n")
 
-	exe, ok := files[images.BinaryPath(bin.Name)]
-	require.True(t, ok, "no %s in the image", images.BinaryPath(bin.Name))
+	var executables []string
+	for path, e := range imageExecutables(bin) {
+		executables = append(executables, path)
+		exe, ok := files[path]
+		if assert.True(t, ok, "no %s in the image", path) {
+			checkExecutable(t, path, e.Package, arch, exe)
+		}
+	}
+	for path := range files {
+		if strings.HasPrefix(path, "/usr/local/bin/") {
+			assert.Contains(t, executables, path, "a binary the image should not carry")
+		}
+	}
+}
+
+// imageExecutables are the binaries an image must carry, by path: its entrypoint and its tools.
+func imageExecutables(bin images.Binary) map[string]images.Tool {
+	out := map[string]images.Tool{images.BinaryPath(bin.Name): {File: bin.Name, Package: bin.Package}}
+	for _, tool := range bin.Tools {
+		out[images.BinaryPath(tool.File)] = tool
+	}
+	return out
+}
+
+// checkExecutable checks one binary of an image: static, for arch, built reproducibly from pkg.
+func checkExecutable(t *testing.T, path, pkg, arch string, exe []byte) {
 	f, err := elf.NewFile(bytes.NewReader(exe))
 	require.NoError(t, err)
-	assert.Equal(t, elfMachine[arch], f.Machine)
+	assert.Equal(t, elfMachine[arch], f.Machine, path)
 	for _, p := range f.Progs {
 		assert.NotEqual(t, elf.PT_INTERP, p.Type, "a dynamic loader: not static")
 		assert.NotEqual(t, elf.PT_DYNAMIC, p.Type, "a dynamic section: not static")
@@ -161,5 +185,5 @@ func checkFiles(t *testing.T, b build, bin images.Binary, arch string, layers []
 	assert.Equal(t, "0", settings["CGO_ENABLED"])
 	assert.Equal(t, "true", settings["-trimpath"])
 	assert.Equal(t, arch, settings["GOARCH"])
-	assert.True(t, strings.HasSuffix(bi.Path, strings.TrimPrefix(bin.Package, ".")), "%s is %s", images.BinaryPath(bin.Name), bi.Path)
+	assert.True(t, strings.HasSuffix(bi.Path, strings.TrimPrefix(pkg, ".")), "%s is %s", path, bi.Path)
 }

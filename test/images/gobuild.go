@@ -6,14 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// compile builds every Binary for one platform into dir/<os>-<arch>/<name> and returns that
-// folder. One `go build` per platform lets the go command build the three in parallel, and the
+// compile builds every Binary and Tool for one platform into dir/<os>-<arch> and returns that
+// folder; each file is named after its package's folder (builtPath). One `go build` per platform lets the go command build the three in parallel, and the
 // build cache serves every package a previous build (or `make build`) compiled with the same
 // flags; only the links run again.
 //
@@ -30,6 +31,9 @@ func compile(ctx context.Context, root, dir string, p v1.Platform) (string, erro
 	args := []string{"build", "-mod=readonly", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out + string(filepath.Separator)}
 	for _, b := range Binaries {
 		args = append(args, b.Package)
+		for _, t := range b.Tools {
+			args = append(args, t.Package)
+		}
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
@@ -44,3 +48,7 @@ func compile(ctx context.Context, root, dir string, p v1.Platform) (string, erro
 	}
 	return out, nil
 }
+
+// builtPath is where compile left a package's binary in a platform's folder: go build -o <dir>/
+// names it after the package's last element.
+func builtPath(dir, pkg string) string { return filepath.Join(dir, path.Base(pkg)) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"debug/buildinfo"
 	"fmt"
-	"path/filepath"
 	"runtime/debug"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -50,16 +49,15 @@ func Build(ctx context.Context, o Options) ([]*Image, error) {
 		img := &Image{Name: b.Name}
 		idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 		for i, p := range Platforms {
-			bin := filepath.Join(dirs[i], b.Name)
-			bi, err := readBinary(bin, p)
+			files, infos, err := binaryFiles(b, dirs[i], p)
 			if err != nil {
 				return nil, err
 			}
-			pimg, err := platformImage(b, p, bin, base, o)
+			pimg, err := platformImage(b, p, files, base, o)
 			if err != nil {
 				return nil, fmt.Errorf("image %s for %s: %w", b.Name, p, err)
 			}
-			sbom, err := imageSBOM(b.Name, pimg, bi, o)
+			sbom, err := imageSBOM(b.Name, pimg, infos, o)
 			if err != nil {
 				return nil, fmt.Errorf("SBOM of %s for %s: %w", b.Name, p, err)
 			}
@@ -80,8 +78,8 @@ func Build(ctx context.Context, o Options) ([]*Image, error) {
 
 // platformImage is one binary on the shared base layer, with a config that names nothing of
 // the build machine: fixed timestamps, the platform, the entrypoint and user, OCI labels.
-func platformImage(b Binary, p v1.Platform, bin string, base mutate.Addendum, o Options) (v1.Image, error) {
-	binLayer, err := binaryLayer(b.Name, bin, o.Epoch)
+func platformImage(b Binary, p v1.Platform, files []file, base mutate.Addendum, o Options) (v1.Image, error) {
+	binLayer, err := binaryLayer(files, o.Epoch)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +106,24 @@ func platformImage(b Binary, p v1.Platform, bin string, base mutate.Addendum, o 
 		},
 	}
 	return mutate.ConfigFile(img, cf)
+}
+
+// binaryFiles are the files of b's binary layer for one platform, from compile's folder dir
+// (the entrypoint first, then b's tools), and the build information of each, which the image's
+// SBOM is made from.
+func binaryFiles(b Binary, dir string, p v1.Platform) ([]file, []*debug.BuildInfo, error) {
+	files := []file{{name: BinaryPath(b.Name), mode: 0o755, host: builtPath(dir, b.Package)}}
+	for _, t := range b.Tools {
+		files = append(files, file{name: BinaryPath(t.File), mode: 0o755, host: builtPath(dir, t.Package)})
+	}
+	infos := make([]*debug.BuildInfo, len(files))
+	for i, f := range files {
+		var err error
+		if infos[i], err = readBinary(f.host, p); err != nil {
+			return nil, nil, err
+		}
+	}
+	return files, infos, nil
 }
 
 // readBinary returns the build information embedded in a binary, which its SBOM is made from,

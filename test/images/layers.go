@@ -54,9 +54,14 @@ func baseLayer(caBundle string, epoch time.Time) (mutate.Addendum, error) {
 	}, epoch, "CA bundle, /etc/passwd, /etc/group")
 }
 
-// binaryLayer holds one binary at BinaryPath(name).
-func binaryLayer(name, host string, epoch time.Time) (mutate.Addendum, error) {
-	return layer([]file{{name: BinaryPath(name), mode: 0o755, host: host}}, epoch, "go build "+name)
+// binaryLayer holds an image's binaries (binaryFiles): one layer, so an image with tools has
+// the same two layers as one without.
+func binaryLayer(files []file, epoch time.Time) (mutate.Addendum, error) {
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = path.Base(f.name)
+	}
+	return layer(files, epoch, "go build "+strings.Join(names, " "))
 }
 
 // layer makes an OCI layer whose bytes depend on nothing but the files and epoch: entries are

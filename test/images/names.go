@@ -26,13 +26,25 @@ type Binary struct {
 	Name    string // image name under the repository, and the binary's file name
 	Package string // Go package, relative to the repository root
 	User    string // the image's config User; empty means root
+	Tools   []Tool // further binaries in the same layer, not run by the image
+}
+
+// Tool is a binary an image carries for something other than its containers to copy out.
+type Tool struct {
+	File    string // file name under /usr/local/bin
+	Package string // Go package, relative to the repository root
 }
 
 // Binaries are the three shipped commands. The proxy image also runs the node listener
 // (config/proxy/node.yaml), so there is no fourth image.
 var Binaries = []Binary{
 	{Name: "manager", Package: "./cmd/manager", User: nonroot},
-	{Name: "proxy", Package: "./cmd/proxy", User: nonroot},
+	// The kubelet's credential provider rides in the image every node already pulls for the node
+	// listener; node bootstrap copies it out (README "Per-pod pulls"). Its file name is the
+	// provider name the kubelet's config gives.
+	{Name: "proxy", Package: "./cmd/proxy", User: nonroot, Tools: []Tool{
+		{File: "connectors-credential-provider", Package: "./cmd/credential-provider"},
+	}},
 	// The CSI driver runs as root: it mounts volumes into pods' directories on the node (its
 	// DaemonSet is privileged with runAsUser 0), so the image leaves User empty.
 	{Name: "csi-driver", Package: "./cmd/csi-driver"},

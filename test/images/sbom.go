@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime/debug"
+	"sort"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -18,7 +19,7 @@ import (
 )
 
 // The SBOMs follow ko (internal/sbom/spdx.go) and cosign: each platform image gets an SPDX
-// document made from its binary's embedded build information (what `go version -m` prints),
+// document made from its binaries' embedded build information (what `go version -m` prints),
 // the index gets one listing its platform images, and each is an image of one layer of media
 // type text/spdx+json, tagged sha256-<hex of the described digest>.sbom in the same repository
 // (cosign's attachment tag, which `cosign download sbom` reads).
@@ -82,8 +83,10 @@ type spdxRelationship struct {
 const noAssertion = "NOASSERTION"
 
 // imageSBOM describes a platform image: the image contains the main module, which depends on
-// the Go standard library and on every module linked into the binary.
-func imageSBOM(name string, img v1.Image, bi *debug.BuildInfo, o Options) (Attachment, error) {
+// the Go standard library and on every module linked into its binaries (infos: the entrypoint's
+// first, then its tools', all built from the same main module by the same toolchain).
+func imageSBOM(name string, img v1.Image, infos []*debug.BuildInfo, o Options) (Attachment, error) {
+	bi := infos[0]
 	d, err := img.Digest()
 	if err != nil {
 		return Attachment{}, err
@@ -111,8 +114,7 @@ func imageSBOM(name string, img v1.Image, bi *debug.BuildInfo, o Options) (Attac
 	doc.Packages = append(doc.Packages, goPackage(stdID, "stdlib", goVersion, "", "https://go.dev/dl/"))
 	doc.Relationships = append(doc.Relationships, spdxRelationship{mainID, "DEPENDS_ON", stdID})
 
-	for _, dep := range bi.Deps {
-		m := dependency(dep)
+	for _, m := range linkedModules(infos) {
 		id := goPackageID(m.Path, m.Version)
 		location := noAssertion
 		if m.Version != "" {
@@ -189,6 +191,23 @@ func attachment(subject v1.Hash, doc spdxDocument, o Options) (Attachment, error
 }
 
 // dependency is the module that was linked: the replacement when go.mod replaces one.
+// linkedModules are the modules the binaries link, each once (after replacement), sorted by
+// path as the go command lists one binary's.
+func linkedModules(infos []*debug.BuildInfo) []debug.Module {
+	seen := map[string]bool{}
+	var out []debug.Module
+	for _, bi := range infos {
+		for _, dep := range bi.Deps {
+			if m := dependency(dep); !seen[m.Path] {
+				seen[m.Path] = true
+				out = append(out, m)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
 func dependency(dep *debug.Module) debug.Module {
 	if dep.Replace != nil {
 		return *dep.Replace

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -67,7 +68,7 @@ func TestSBOMs(t *testing.T) {
 				}
 				pimg, err := img.Index.Image(s.Subject)
 				require.NoError(t, err)
-				checkImageSBOM(t, doc, pimg, img.Name)
+				checkImageSBOM(t, doc, pimg, binaryNamed(t, img.Name))
 			}
 		})
 	}
@@ -119,19 +120,35 @@ func checkIndexSBOM(t *testing.T, doc spdx, im *v1.IndexManifest) {
 	}
 }
 
-func checkImageSBOM(t *testing.T, doc spdx, img v1.Image, name string) {
-	var exe []byte
+func binaryNamed(t *testing.T, name string) images.Binary {
+	for _, b := range images.Binaries {
+		if b.Name == name {
+			return b
+		}
+	}
+	t.Fatalf("no binary %s", name)
+	return images.Binary{}
+}
+
+// checkImageSBOM checks that the SBOM lists every module each binary of the image links: the
+// entrypoint's and its tools'.
+func checkImageSBOM(t *testing.T, doc spdx, img v1.Image, bin images.Binary) {
+	exes := imageExecutables(bin)
 	for _, es := range layerEntries(t, img) {
 		for _, e := range es {
-			if "/"+e.hdr.Name == images.BinaryPath(name) {
-				exe = e.data
+			if _, ok := exes["/"+e.hdr.Name]; ok {
+				bi, err := buildinfo.Read(bytes.NewReader(e.data))
+				require.NoError(t, err)
+				checkLinkedModules(t, doc, bi)
+				delete(exes, "/"+e.hdr.Name)
 			}
 		}
 	}
-	bi, err := buildinfo.Read(bytes.NewReader(exe))
-	require.NoError(t, err)
-	require.NotEmpty(t, bi.Deps)
+	assert.Empty(t, exes, "binaries missing from the image")
+}
 
+func checkLinkedModules(t *testing.T, doc spdx, bi *debug.BuildInfo) {
+	require.NotEmpty(t, bi.Deps)
 	purls := map[string]string{} // name -> purl
 	sums := map[string]string{}  // name -> SHA256 checksum
 	for _, p := range doc.Packages {
