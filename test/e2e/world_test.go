@@ -59,6 +59,10 @@ func setUp(ctx context.Context, timer *phases) (*world, error) {
 	if err := timer.run("test Harbor with a private project", func() error { return w.startHarbor() }); err != nil {
 		return w, err
 	}
+	credentialProvider, err := kubeletCredentialProvider(ctx, w.work)
+	if err != nil {
+		return w, err
+	}
 	if err := timer.run("cluster: apiserver, etcd, containerd, kubelet, kube-proxy, CoreDNS, cert-manager", func() error {
 		harborCA := filepath.Join(w.work, "harbor-ca.crt")
 		if err := os.WriteFile(harborCA, w.harbor.CACertPEM(), 0o644); err != nil {
@@ -73,7 +77,9 @@ func setUp(ctx context.Context, timer *phases) (*world, error) {
 			NodeNames:    []string{testharbor.LoopbackHostName()},
 			CertManager:  true,
 			TrustManager: true,
-			Log:          func(format string, args ...any) { fmt.Printf("   node: "+format+"\n", args...) },
+			// make e2e: connectors-credential-provider, as node bootstrap installs it.
+			CredentialProvider: credentialProvider,
+			Log:                func(format string, args ...any) { fmt.Printf("   node: "+format+"\n", args...) },
 		})
 		if err != nil {
 			return err

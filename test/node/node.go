@@ -60,6 +60,10 @@ type Options struct {
 	// TrustManager runs trust-manager, each with its CRDs, as a cluster that has them installed.
 	CertManager, TrustManager bool
 
+	// CredentialProvider, when set, configures the kubelet with that image credential provider
+	// exec plugin, as node bootstrap does (README "Per-pod pulls").
+	CredentialProvider *CredentialProvider
+
 	// Log receives progress and phase durations; default log.Printf.
 	Log func(format string, args ...any)
 }
@@ -79,6 +83,9 @@ type Node struct {
 	// KubeletRoot/plugins_registry and keep their sockets under KubeletRoot/plugins.
 	KubeletRoot      string
 	ContainerdSocket string
+	// StaticPodDir is the kubelet's staticPodPath: a manifest written there runs as a static
+	// pod, which never passes admission (its mirror pod may be refused; the pod runs anyway).
+	StaticPodDir string
 
 	opts       Options
 	logf       func(format string, args ...any)
@@ -148,14 +155,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Name:        nodeName,
 		IP:          ip.String(),
 		Dir:         dir,
-		KubeletRoot: filepath.Join(dir, "kubelet"),
-		opts:        opts,
-		logf:        opts.Log,
-		logDir:      filepath.Join(dir, "logs"),
-		cgroupRoot:  "/" + opts.Bridge,
-		containerd:  newContainerdPaths(dir, runtime),
-		procs:       map[string]*process{},
-		lock:        lock,
+		KubeletRoot: filepath.Join(dir, "kubelet"), StaticPodDir: filepath.Join(dir, "static-pods"),
+		opts:       opts,
+		logf:       opts.Log,
+		logDir:     filepath.Join(dir, "logs"),
+		cgroupRoot: "/" + opts.Bridge,
+		containerd: newContainerdPaths(dir, runtime),
+		procs:      map[string]*process{},
+		lock:       lock,
 	}
 	n.ContainerdSocket = n.containerd.Socket
 	if err := n.start(ctx); err != nil {
@@ -462,10 +469,20 @@ func (n *Node) startKubelet(ctx context.Context, assets string) error {
 	if err := writeKubeletConfig(config, kubeletConfig(n, n.cgroupRoot, port)); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(n.KubeletRoot, 0o750); err != nil {
-		return err
+	for _, dir := range []string{n.KubeletRoot, n.StaticPodDir} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return err
+		}
 	}
-	_, err = n.startProcess("kubelet", filepath.Join(assets, "kubelet"), kubeletArgs(n, config, kubeconfig)...)
+	args := kubeletArgs(n, config, kubeconfig)
+	if cp := n.opts.CredentialProvider; cp != nil {
+		flags, err := cp.install(filepath.Join(n.Dir, "credential-provider"))
+		if err != nil {
+			return err
+		}
+		args = append(args, flags...)
+	}
+	_, err = n.startProcess("kubelet", filepath.Join(assets, "kubelet"), args...)
 	return err
 }
 

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -17,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/test/clients"
 )
 
@@ -63,14 +67,27 @@ func BenchmarkReverseProxy(b *testing.B) {
 	home := clientHome(b, bench.saToken)
 	out, err := runClient(b, home, "crane", "append", "--oci-empty-base", "-f", layerTar(b, 16<<10), "-t", prefix(nsA, "harbor")+"/team/bench:v1")
 	must(b, err, out)
+	// The per-pod path (README "Per-pod pulls"): node-2 is labelled to pull per pod, and its
+	// listener relays the pulling pod's own token, which the proxy reviews (cached) and checks
+	// against that one pod.
+	perPodNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-2", Labels: map[string]string{policies.LabelPullIdentity: policies.PullIdentityPod}}}
+	must(b, k8s.Create(context.Background(), perPodNode))
+	defer func() { _ = k8s.Delete(context.Background(), perPodNode) }()
+	perPod := startNodeListenerOn(b, bench.proxyAddr, perPodNode.Name)
+	puller := workloadPod(b, nsA, perPodNode.Name, nsA+"/harbor", perPod.image(nsA, "harbor", "bench"))
+	auth["per-pod"] = basicAs("connectors-pod", podToken(b, puller))
 	heads := map[string][]time.Duration{}
 	headURL := map[string]string{
-		"direct": "https://" + harbor.Host() + "/v2/team/bench/manifests/v1",
-		"proxy":  "https://" + bench.proxyAddr + "/v2/namespaces/team-a/connectors/harbor/team/bench/manifests/v1",
-		"node":   "http://" + node.addr + "/v2/namespaces/team-a/connectors/harbor/team/bench/manifests/v1",
+		"direct":  "https://" + harbor.Host() + "/v2/team/bench/manifests/v1",
+		"proxy":   "https://" + bench.proxyAddr + "/v2/namespaces/team-a/connectors/harbor/team/bench/manifests/v1",
+		"node":    "http://" + node.addr + "/v2/namespaces/team-a/connectors/harbor/team/bench/manifests/v1",
+		"per-pod": "http://" + perPod.addr + "/v2/namespaces/team-a/connectors/harbor/team/bench/manifests/v1",
 	}
+	// The proxy learns node-2's label from its informer: wait until the listener's pulls need
+	// the pod's token, or the per-pod figures would be per-node ones.
+	waitChallenged(b, bench.client, headURL["per-pod"])
 	for i := 0; i < 2000; i++ {
-		for _, name := range []string{"direct", "proxy", "node"} {
+		for _, name := range []string{"direct", "proxy", "node", "per-pod"} {
 			heads[name] = append(heads[name], headLatency(b, bench.client, headURL[name], auth[name]))
 		}
 	}
@@ -87,6 +104,7 @@ func BenchmarkReverseProxy(b *testing.B) {
 	d50, d99 := pct(heads["direct"])
 	p50, p99 := pct(heads["proxy"])
 	n50, n99 := pct(heads["node"])
+	pp50, pp99 := pct(heads["per-pod"])
 	fmt.Printf("\nreverse proxy, blob GET over TLS (1 GiB, best of %d, client and servers on the same 2 cores):\n", rounds)
 	fmt.Printf("  direct to the registry   %7.0f MB/s\n", best["direct"])
 	fmt.Printf("  through the proxy        %7.0f MB/s   proxy/direct = %.2f (goal >= 0.5)\n", best["proxy"], best["proxy"]/best["direct"])
@@ -96,6 +114,8 @@ func BenchmarkReverseProxy(b *testing.B) {
 		msf(d50), msf(d99), msf(p50), msf(p99), msf(p50-d50))
 	fmt.Printf("  through the node listener p50 %s p99 %s; added to the proxy's p50 %s (relay hop + per-request node-pull authorisation)\n",
 		msf(n50), msf(n99), msf(n50-p50))
+	fmt.Printf("  per pod (node labelled %s=%s, the pod's token relayed) p50 %s p99 %s; per node p50 %s: per pod adds %s\n",
+		policies.LabelPullIdentity, policies.PullIdentityPod, msf(pp50), msf(pp99), msf(n50), msf(pp50-n50))
 	fmt.Printf("streaming 4 GiB through the proxy: %.0f MB/s, proxy peak RSS %.1f MiB (goal <= 64 MiB), proxy CPU %.2f s/GB\n",
 		mbps4G, float64(rss)/(1<<20), cpu.Seconds()/4.295)
 	fmt.Printf("token fetches for all of the above: %d\n", fetches)
@@ -253,6 +273,24 @@ func throughput(b *testing.B, c *http.Client, url, auth string, size int64) floa
 	return float64(n) / 1e6 / time.Since(start).Seconds()
 }
 
+// waitChallenged waits until url answers a request without a credential with 401.
+func waitChallenged(b *testing.B, c *http.Client, url string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest("HEAD", url, nil)
+		resp, err := c.Do(req)
+		must(b, err)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusUnauthorized {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("HEAD %s: HTTP %d, never challenged for the pod's token", url, resp.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func headLatency(b *testing.B, c *http.Client, url, auth string) time.Duration {
 	req, _ := http.NewRequest("HEAD", url, nil)
 	req.Header.Set("Authorization", auth)
@@ -305,9 +343,11 @@ func pct(d []time.Duration) (p50, p99 time.Duration) {
 
 func msf(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d.Microseconds())/1000) }
 
-func basic(token string) string {
+func basic(token string) string { return basicAs("sa", token) }
+
+func basicAs(user, token string) string {
 	req := &http.Request{Header: http.Header{}}
-	req.SetBasicAuth("sa", token)
+	req.SetBasicAuth(user, token)
 	return req.Header.Get("Authorization")
 }
 

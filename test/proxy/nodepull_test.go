@@ -38,6 +38,12 @@ type nodeListener struct {
 
 func startNodeListener(t testing.TB, upstream string) *nodeListener {
 	t.Helper()
+	return startNodeListenerOn(t, upstream, nodeName)
+}
+
+// startNodeListenerOn runs the listener of another node.
+func startNodeListenerOn(t testing.TB, upstream, nodeName string) *nodeListener {
+	t.Helper()
 	ctx := context.Background()
 	_ = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: forwarderNS}})
 	_ = k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: forwarderNS, Name: forwarderSA}})
