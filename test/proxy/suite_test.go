@@ -146,7 +146,9 @@ func run(m *testing.M) int {
 
 	// The proxy runs as its own ServiceAccount with the RBAC config/proxy gives it (so it can read
 	// no Secret but the manager's copies in the credentials namespace; startMirror keeps those).
-	mgr, err := ctrl.NewManager(kube.AsServiceAccount(env.Config, productNS, "connectors-proxy"), ctrl.Options{Scheme: kube.Scheme(),
+	proxyConfig := kube.AsServiceAccount(env.Config, productNS, "connectors-proxy")
+	proxyConfig.Wrap(proxyAPI.wrap) // TestHotPathMakesNoAPIRequestsPerRequest counts them
+	mgr, err := ctrl.NewManager(proxyConfig, ctrl.Options{Scheme: kube.Scheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, Cache: proxyserver.CacheOptionsFor(credentialsNS)})
 	if err != nil {
 		return fail(err)
