@@ -95,9 +95,11 @@ func BenchmarkReverseProxy(b *testing.B) {
 	// Peak RSS and CPU of the proxy process while it streams a 4 GiB blob.
 	digest4G, err := harbor.PutZeroBlob("team/bench", 4<<30)
 	must(b, err)
+	stopProfile := bench.profile(b, "reverse-4GiB")
 	cpuBefore := processCPU(b, bench.proxyPID)
 	mbps4G := throughput(b, bench.client, "https://"+bench.proxyAddr+"/v2/namespaces/team-a/connectors/harbor/team/bench/blobs/"+digest4G, auth["proxy"], 4<<30)
 	cpu := processCPU(b, bench.proxyPID) - cpuBefore
+	stopProfile()
 	rss := peakRSS(b, bench.proxyPID)
 	fetches := harbor.TokenFetches() - fetchesBefore
 
@@ -129,6 +131,7 @@ type benchParts struct {
 	proxyAddr, nginxAddr string
 	forwardAddr          string
 	proxyPID             int
+	pprofAddr            string // the proxy's --pprof-bind-address with BENCH_PROFILE_DIR
 	saToken, harborToken string
 	client               *http.Client
 	stop                 func()
@@ -159,6 +162,10 @@ func startBenchParts(b *testing.B) *benchParts {
 	proxy := exec.Command(bin, "--kubeconfig", kubeconfig, "--https-address", p.proxyAddr, "--tls-cert-dir", filepath.Join(workDir, "proxy-tls"),
 		"--forward-address", p.forwardAddr, "--intercept-ca-dir", filepath.Join(workDir, "intercept-ca"),
 		"--metrics-bind-address", "0", "--health-probe-bind-address", probeAddr)
+	if os.Getenv("BENCH_PROFILE_DIR") != "" {
+		p.pprofAddr = freeAddr(b)
+		proxy.Args = append(proxy.Args, "--pprof-bind-address", p.pprofAddr)
+	}
 	proxy.Stdout, proxy.Stderr = io.Discard, io.Discard
 	must(b, proxy.Start())
 	p.proxyPID = proxy.Process.Pid
@@ -271,6 +278,28 @@ func throughput(b *testing.B, c *http.Client, url, auth string, size int64) floa
 		b.Fatalf("GET %s: HTTP %d, %d of %d bytes", url, resp.StatusCode, n, size)
 	}
 	return float64(n) / 1e6 / time.Since(start).Seconds()
+}
+
+// profile records a CPU profile of the proxy into BENCH_PROFILE_DIR/<name>.pprof until the
+// returned func is called (no-op without BENCH_PROFILE_DIR): go tool pprof -top it.
+func (p *benchParts) profile(b *testing.B, name string) (stop func()) {
+	dir := os.Getenv("BENCH_PROFILE_DIR")
+	if dir == "" || p.pprofAddr == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get("http://" + p.pprofAddr + "/debug/pprof/profile?seconds=30")
+		if err != nil {
+			b.Logf("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		_ = os.WriteFile(filepath.Join(dir, name+".pprof"), data, 0o644)
+	}()
+	return func() { <-done }
 }
 
 // waitChallenged waits until url answers a request without a credential with 401.
