@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -43,7 +44,7 @@ func (l *LiveReads) Get(ctx context.Context, key client.ObjectKey, obj client.Ob
 	if err := l.allow(); err != nil {
 		return err
 	}
-	return l.Reader.Get(ctx, key, obj, opts...)
+	return l.Reader.Get(ctx, key, obj, append(opts, fromWatchCache{})...)
 }
 
 // List implements client.Reader.
@@ -51,5 +52,27 @@ func (l *LiveReads) List(ctx context.Context, list client.ObjectList, opts ...cl
 	if err := l.allow(); err != nil {
 		return err
 	}
-	return l.Reader.List(ctx, list, opts...)
+	return l.Reader.List(ctx, list, append(opts, fromWatchCache{})...)
+}
+
+// fromWatchCache asks for resourceVersion "0": the API server answers from its watch cache
+// (for pods, through its spec.nodeName index) and never from etcd. A live read only has to see
+// what the informer has not seen yet, and what it looks for is already there: the kubelet
+// learns of a pod's binding from that same watch cache, and a pod's address reaches it before
+// the proxy's informer. A quorum read of all pods behind a label and field selector took 7.7 ms
+// at p50 and 155 ms at p99 with 30,000 pods (README "Scale").
+type fromWatchCache struct{}
+
+func (fromWatchCache) ApplyToList(o *client.ListOptions) {
+	if o.Raw == nil {
+		o.Raw = &metav1.ListOptions{}
+	}
+	o.Raw.ResourceVersion = "0"
+}
+
+func (fromWatchCache) ApplyToGet(o *client.GetOptions) {
+	if o.Raw == nil {
+		o.Raw = &metav1.GetOptions{}
+	}
+	o.Raw.ResourceVersion = "0"
 }

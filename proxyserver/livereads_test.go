@@ -15,15 +15,35 @@ import (
 
 // countingReader answers every List with nothing and counts the calls: an API server with no
 // matching pod.
-type countingReader struct{ lists int }
+type countingReader struct {
+	lists int
+	// The resourceVersion of the last List and Get.
+	listRV, getRV string
+}
 
-func (c *countingReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+func (c *countingReader) Get(_ context.Context, _ client.ObjectKey, _ client.Object, opts ...client.GetOption) error {
+	c.getRV = (&client.GetOptions{}).ApplyOptions(opts).AsGetOptions().ResourceVersion
 	return nil
 }
 
-func (c *countingReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
+func (c *countingReader) List(_ context.Context, _ client.ObjectList, opts ...client.ListOption) error {
 	c.lists++
+	c.listRV = (&client.ListOptions{}).ApplyOptions(opts).AsListOptions().ResourceVersion
 	return nil
+}
+
+// Live reads are served from the API server's watch cache (resourceVersion "0"), never etcd,
+// and keep the caller's selectors.
+func TestLiveReadsReadTheWatchCache(t *testing.T) {
+	api := &countingReader{}
+	live := NewLiveReads(api, LiveReadsLimit{QPS: 100, Burst: 10})
+	require.NoError(t, live.List(context.Background(), nil, client.MatchingFields{podNodeIndex: "node-1"}))
+	assert.Equal(t, "0", api.listRV)
+	require.NoError(t, live.Get(context.Background(), client.ObjectKey{Name: "x"}, nil))
+	assert.Equal(t, "0", api.getRV)
+	opts := (&client.ListOptions{}).ApplyOptions([]client.ListOption{client.MatchingFields{podNodeIndex: "node-1"}, fromWatchCache{}}).AsListOptions()
+	assert.Equal(t, "spec.nodeName=node-1", opts.FieldSelector, "the selector survives")
+	assert.Equal(t, "0", opts.ResourceVersion)
 }
 
 // A flood of misses reaches the API server only as often as the bucket allows; a refused read
