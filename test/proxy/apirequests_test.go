@@ -1,8 +1,10 @@
 package proxy_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -79,7 +81,8 @@ type roundTripper func(*http.Request) (*http.Response, error)
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // The hot path reads informer caches: a burst of pulls through a node listener, justified and
-// not, per node and per pod, and of reverse requests costs no API request per request; the
+// not, of reverse requests and of forward identifications by address costs no API request per
+// request; the
 // only ones allowed are the bounded live reads after a cache miss (the token bucket's burst of
 // 10 plus 5 per second for pods) and one TokenReview per distinct token.
 func TestHotPathMakesNoAPIRequestsPerRequest(t *testing.T) {
@@ -104,9 +107,25 @@ func TestHotPathMakesNoAPIRequestsPerRequest(t *testing.T) {
 	}
 	nodeURL := func(repo string) string { return "http://" + l.addr + "/v2/namespaces/team-a/connectors/harbor/team/" + repo + "/manifests/v1" }
 	reverseURL := "https://" + proxyAddr + "/v2/namespaces/team-a/connectors/harbor/team/hotpath/manifests/v1"
+	// Forward identification by source address: a CONNECT on a new connection from a marked
+	// pod's address, to a private address the tunnel policy then refuses (after identifying it).
+	markedPod(t, nsA, "hotpath-forward", "127.0.0.61", nsA+"/harbor", false, true)
+	connect := func() string {
+		conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.61")}}).Dial("tcp", forwardAddr)
+		require.NoError(t, err)
+		defer conn.Close()
+		_, err = conn.Write([]byte("CONNECT 10.0.0.1:443 HTTP/1.1\r\nHost: 10.0.0.1:443\r\n\r\n"))
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.Status
+	}
 	// Warm: one of each, so the token reviews and the upstream token are cached.
 	require.Equal(t, http.StatusOK, head(nodeURL("hotpath"), ""))
 	require.Equal(t, http.StatusOK, head(reverseURL, basic(token)))
+	identified := connect()
+	require.NotContains(t, identified, "407", "the marked pod's address identifies it")
 
 	const burst = 200
 	before := proxyAPI.snapshot()
@@ -117,13 +136,15 @@ func TestHotPathMakesNoAPIRequestsPerRequest(t *testing.T) {
 		statuses[fmt.Sprint("reverse ", head(reverseURL, basic(token)))]++
 		// A repository no pod on the node names: every one misses the cache.
 		statuses[fmt.Sprint("unjustified ", head(nodeURL(fmt.Sprintf("nobody-%d", i)), ""))]++
+		statuses["forward "+connect()]++
 	}
 	elapsed := time.Since(start)
 	made := proxyAPI.since(before)
-	t.Logf("%d x 3 requests in %s: API requests %v, answers %v", burst, elapsed.Round(time.Millisecond), made, statuses)
+	t.Logf("%d x 4 requests in %s: API requests %v, answers %v", burst, elapsed.Round(time.Millisecond), made, statuses)
 	assert.Equal(t, burst, statuses["node 200"])
 	assert.Equal(t, burst, statuses["reverse 200"])
 	assert.Equal(t, burst, statuses["unjustified 403"])
+	assert.Equal(t, burst, statuses["forward "+identified], "every CONNECT identified the same way")
 	bound := 10 + int(5*elapsed.Seconds()+1)
 	assert.LessOrEqual(t, made["GET pods"], bound, "live pod reads are bounded by their token bucket")
 	for req, n := range made {
