@@ -105,7 +105,9 @@ func TestHotPathMakesNoAPIRequestsPerRequest(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	nodeURL := func(repo string) string { return "http://" + l.addr + "/v2/namespaces/team-a/connectors/harbor/team/" + repo + "/manifests/v1" }
+	nodeURL := func(repo string) string {
+		return "http://" + l.addr + "/v2/namespaces/team-a/connectors/harbor/team/" + repo + "/manifests/v1"
+	}
 	reverseURL := "https://" + proxyAddr + "/v2/namespaces/team-a/connectors/harbor/team/hotpath/manifests/v1"
 	// Forward identification by source address: a CONNECT on a new connection from a marked
 	// pod's address, to a private address the tunnel policy then refuses (after identifying it).
