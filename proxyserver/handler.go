@@ -65,11 +65,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.serve(rec, r, id, pod, route, false)
 }
 
-// headerPodToken carries, from a node pull listener to the central proxy, the pulling pod's
-// token that the kubelet's connectors-credential-provider gave the container runtime (README
-// "Per-pod pulls"). The listener's own token stays in Authorization.
-const headerPodToken = "Connectors-Pod-Token"
-
 // pullingPod verifies the pod token a node listener relayed, and notes on the audit line how the
 // pull is authorised. The header is honoured from node listeners only and never goes upstream.
 func (h *Handler) pullingPod(rec *recorder, r *http.Request, id identity.Identity) (*identity.Identity, *refusal) {

@@ -32,8 +32,7 @@ func relayHarborAPI(w http.ResponseWriter, r *http.Request, path string, auth *a
 			pr.Out.URL.Scheme, pr.Out.URL.Host = origin.Scheme, origin.Host
 			pr.Out.URL.Path, pr.Out.URL.RawPath = unescaped, path
 			pr.Out.Host = origin.Host
-			pr.Out.Header.Del("Authorization")
-			pr.Out.Header.Del("Cookie")
+			dropCallerCredentials(pr.Out.Header)
 			if auth := reg.BasicAuthorization(); auth != "" {
 				pr.Out.Header.Set("Authorization", auth)
 			}

@@ -77,9 +77,7 @@ func rewriteRequest(pr *httputil.ProxyRequest) {
 	out := pr.Out
 	out.URL = call.url()
 	out.Host = out.URL.Host
-	out.Header.Del("Authorization")
-	out.Header.Del("Proxy-Authorization")
-	out.Header.Del("Cookie")
+	dropCallerCredentials(out.Header)
 	if call.auth != "" {
 		out.Header.Set("Authorization", call.auth)
 	}
@@ -241,4 +239,18 @@ func (s *stallReader) Close() error {
 		s.timer.Stop()
 	}
 	return s.r.Close()
+}
+
+// headerPodToken carries, from a node pull listener to the central proxy, the pulling pod's
+// token that the kubelet's connectors-credential-provider gave the container runtime (README
+// "Per-pod pulls"). The listener's own token stays in Authorization.
+const headerPodToken = "Connectors-Pod-Token"
+
+// dropCallerCredentials removes what a caller sent to authenticate to the proxy, or a session of
+// its own, before anything goes upstream: its token (Authorization, or a pod's token a node
+// listener relayed), proxy credentials and cookies.
+func dropCallerCredentials(h http.Header) {
+	for _, k := range []string{"Authorization", "Proxy-Authorization", "Cookie", headerPodToken} {
+		h.Del(k)
+	}
 }

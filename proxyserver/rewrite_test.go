@@ -105,3 +105,15 @@ func TestRewriteLinks(t *testing.T) {
 		})
 	}
 }
+
+// Nothing a caller authenticates to the proxy with goes upstream: its token, a pod's token a
+// node listener relayed, proxy credentials, cookies. The registry gets the connector's
+// credential instead (rewriteRequest, the Harbor API relay).
+func TestDropCallerCredentials(t *testing.T) {
+	h := http.Header{}
+	for _, k := range []string{"Authorization", "Proxy-Authorization", "Cookie", "Connectors-Pod-Token", "Accept"} {
+		h.Set(k, "x")
+	}
+	dropCallerCredentials(h)
+	assert.Equal(t, http.Header{"Accept": {"x"}}, h)
+}
