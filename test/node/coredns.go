@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -157,8 +158,36 @@ func (n *Node) runCoreDNS(ctx context.Context, bind string, port int) error {
 	if _, err := n.startProcess("coredns", bin, "-conf", conf); err != nil {
 		return err
 	}
-	// Ready once the kubernetes plugin has listed Services and EndpointSlices.
-	return n.waitHealthy(ctx, "coredns", "http://"+c.HostPort(c.ReadyPort)+"/ready")
+	// Ready once the kubernetes plugin has listed Services and EndpointSlices...
+	if err := n.waitHealthy(ctx, "coredns", "http://"+c.HostPort(c.ReadyPort)+"/ready"); err != nil {
+		return err
+	}
+	// ... and once its DNS listener answers: /ready can answer before the UDP listener is up
+	// (a query then was refused with ICMP port unreachable on a loaded machine).
+	return waitDNSAnswers(ctx, net.JoinHostPort(bind, strconv.Itoa(port)))
+}
+
+// waitDNSAnswers polls addr with a UDP DNS query until any DNS answer comes back (a name or
+// NXDOMAIN), for up to 30 s.
+func waitDNSAnswers(ctx context.Context, addr string) error {
+	dialer := &net.Dialer{Timeout: time.Second}
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return dialer.DialContext(ctx, "udp", addr)
+	}}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		_, err := r.LookupHost(ctx, "kubernetes.default.svc."+ClusterDomain+".")
+		var dnsErr *net.DNSError
+		if err == nil || errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("CoreDNS on %s reports ready but does not answer DNS: %v", addr, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // createKubeDNS creates the kube-dns Service, with cluster IP ClusterDNSIP and no selector, and
