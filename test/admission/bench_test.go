@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/test/latency"
 )
 
 // Paths the suite registers for the benchmark: the real Pod handler and a handler that admits
@@ -101,29 +101,18 @@ func BenchmarkAdmissionLatency(b *testing.B) {
 	fmt.Fprintf(os.Stdout, "\nadmission latency over HTTPS at %d req/s, %d requests per handler, interleaved:\n", rate, perPath)
 	fmt.Fprintf(os.Stdout, "  %-22s %12s %12s %12s %12s\n", "handler", "server p50", "server p99", "client p50", "client p99")
 	for _, p := range []struct{ name, path string }{{"no-op (baseline)", benchNoopPath}, {"Pod mutation", benchPodsPath}} {
-		s50, s99 := percentiles(serverTimings.byPath[p.path])
-		c50, c99 := percentiles(clientTimes[p.path])
-		fmt.Fprintf(os.Stdout, "  %-22s %12s %12s %12s %12s\n", p.name, ms(s50), ms(s99), ms(c50), ms(c99))
+		s50, s99 := latency.Percentiles(serverTimings.byPath[p.path])
+		c50, c99 := latency.Percentiles(clientTimes[p.path])
+		fmt.Fprintf(os.Stdout, "  %-22s %12s %12s %12s %12s\n", p.name, latency.Millis(s50)+"ms", latency.Millis(s99)+"ms", latency.Millis(c50)+"ms", latency.Millis(c99)+"ms")
 		if p.path == benchPodsPath {
 			b.ReportMetric(float64(s50.Microseconds())/1000, "server-p50-ms")
 			b.ReportMetric(float64(s99.Microseconds())/1000, "server-p99-ms")
 		}
 	}
-	p50, p99 := percentiles(serverTimings.byPath[benchPodsPath])
-	n50, n99 := percentiles(serverTimings.byPath[benchNoopPath])
-	fmt.Fprintf(os.Stdout, "  added by the mutation (server): p50 %s, p99 %s (goal: p99 <= 5ms)\n", ms(p50-n50), ms(p99-n99))
+	p50, p99 := latency.Percentiles(serverTimings.byPath[benchPodsPath])
+	n50, n99 := latency.Percentiles(serverTimings.byPath[benchNoopPath])
+	fmt.Fprintf(os.Stdout, "  added by the mutation (server): p50 %s, p99 %s (goal: p99 <= 5ms)\n", latency.Millis(p50-n50)+"ms", latency.Millis(p99-n99)+"ms")
 }
-
-func percentiles(d []time.Duration) (p50, p99 time.Duration) {
-	if len(d) == 0 {
-		return 0, 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)*50/100], s[len(s)*99/100]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d.Microseconds())/1000) }
 
 func benchNamespace(b *testing.B) string {
 	ctx := context.Background()

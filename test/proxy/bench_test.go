@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/test/clients"
+	"github.com/alauda/harbor-connector/test/latency"
 )
 
 // BenchmarkReverseProxy measures, side by side in one run on this machine: blob GET throughput
@@ -103,21 +103,21 @@ func BenchmarkReverseProxy(b *testing.B) {
 	rss := peakRSS(b, bench.proxyPID)
 	fetches := harbor.TokenFetches() - fetchesBefore
 
-	d50, d99 := pct(heads["direct"])
-	p50, p99 := pct(heads["proxy"])
-	n50, n99 := pct(heads["node"])
-	pp50, pp99 := pct(heads["per-pod"])
+	d50, d99 := latency.Percentiles(heads["direct"])
+	p50, p99 := latency.Percentiles(heads["proxy"])
+	n50, n99 := latency.Percentiles(heads["node"])
+	pp50, pp99 := latency.Percentiles(heads["per-pod"])
 	fmt.Printf("\nreverse proxy, blob GET over TLS (1 GiB, best of %d, client and servers on the same 2 cores):\n", rounds)
 	fmt.Printf("  direct to the registry   %7.0f MB/s\n", best["direct"])
 	fmt.Printf("  through the proxy        %7.0f MB/s   proxy/direct = %.2f (goal >= 0.5)\n", best["proxy"], best["proxy"]/best["direct"])
 	fmt.Printf("  through nginx            %7.0f MB/s   proxy/nginx  = %.2f (goal >= 1.25)\n", best["nginx"], best["proxy"]/best["nginx"])
 	fmt.Printf("  through the node listener %6.0f MB/s   node/proxy   = %.2f (the listener relays to the proxy: one more hop)\n", best["node"], best["node"]/best["proxy"])
 	fmt.Printf("manifest HEAD, warm caches (2000 each): direct p50 %s p99 %s; proxy p50 %s p99 %s; added p50 %s (goal <= 0.5ms)\n",
-		msf(d50), msf(d99), msf(p50), msf(p99), msf(p50-d50))
+		latency.Millis(d50)+"ms", latency.Millis(d99)+"ms", latency.Millis(p50)+"ms", latency.Millis(p99)+"ms", latency.Millis(p50-d50)+"ms")
 	fmt.Printf("  through the node listener p50 %s p99 %s; added to the proxy's p50 %s (relay hop + per-request node-pull authorisation)\n",
-		msf(n50), msf(n99), msf(n50-p50))
+		latency.Millis(n50)+"ms", latency.Millis(n99)+"ms", latency.Millis(n50-p50)+"ms")
 	fmt.Printf("  per pod (node labelled %s=%s, the pod's token relayed) p50 %s p99 %s; per node p50 %s: per pod adds %s\n",
-		policies.LabelPullIdentity, policies.PullIdentityPod, msf(pp50), msf(pp99), msf(n50), msf(pp50-n50))
+		policies.LabelPullIdentity, policies.PullIdentityPod, latency.Millis(pp50)+"ms", latency.Millis(pp99)+"ms", latency.Millis(n50)+"ms", latency.Millis(pp50-n50)+"ms")
 	fmt.Printf("streaming 4 GiB through the proxy: %.0f MB/s, proxy peak RSS %.1f MiB (goal <= 64 MiB), proxy CPU %.2f s/GB\n",
 		mbps4G, float64(rss)/(1<<20), cpu.Seconds()/4.295)
 	fmt.Printf("token fetches for all of the above: %d\n", fetches)
@@ -363,14 +363,6 @@ func processCPU(b *testing.B, pid int) time.Duration {
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
-
-func pct(d []time.Duration) (p50, p99 time.Duration) {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2], s[len(s)*99/100]
-}
-
-func msf(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d.Microseconds())/1000) }
 
 func basic(token string) string { return basicAs("sa", token) }
 

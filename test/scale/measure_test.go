@@ -356,12 +356,3 @@ func histogramQuantile(before, after []metric, controller string, q float64) (ti
 	}
 	return 0, int(total)
 }
-
-func pct(d []time.Duration) (p50, p99 time.Duration) {
-	if len(d) == 0 {
-		return 0, 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)*50/100], s[len(s)*99/100]
-}

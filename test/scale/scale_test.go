@@ -20,6 +20,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/test/latency"
 )
 
 // settle is how long the processes are left alone before their resident set is read (a forced
@@ -145,11 +146,11 @@ func BenchmarkScale(b *testing.B) {
 		return fmt.Sprintf("%.0f MiB", float64(rss)/(1<<20)+growth*float64(150000-p.pods)/10000)
 	}
 	secs := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d.Microseconds())/1000) }
-	p5099 := func(d []time.Duration) string { a, z := pct(d); return ms(a) + " / " + ms(z) + " ms" }
+	ms := latency.Millis
+	p5099 := func(d []time.Duration) string { a, z := latency.Percentiles(d); return ms(a) + " / " + ms(z) + " ms" }
 	added := func(d, base []time.Duration) string {
-		a, z := pct(d)
-		a0, z0 := pct(base)
+		a, z := latency.Percentiles(d)
+		a0, z0 := latency.Percentiles(base)
 		return ms(a-a0) + " / " + ms(z-z0) + " ms"
 	}
 	perSec := func(c requestCounts) string {
@@ -164,11 +165,11 @@ func BenchmarkScale(b *testing.B) {
 		return "yes"
 	}
 	const MiB = 1 << 20
-	_, deniedP99 := pct(denied)
-	_, identifyP99 := pct(identify)
-	_, admissionP99 := pct(admission)
-	_, allowedP99 := pct(allowed)
-	_, directP99 := pct(direct)
+	_, deniedP99 := latency.Percentiles(denied)
+	_, identifyP99 := latency.Percentiles(identify)
+	_, admissionP99 := latency.Percentiles(admission)
+	_, allowedP99 := latency.Percentiles(allowed)
+	_, directP99 := latency.Percentiles(direct)
 	rec50, recN := histogramQuantile(histBefore, histAfter, "connector", 0.5)
 	rec99, _ := histogramQuantile(histBefore, histAfter, "connector", 0.99)
 
@@ -215,7 +216,7 @@ func BenchmarkScale(b *testing.B) {
 	fmt.Printf("Go heap in use (go_memstats_heap_inuse_bytes) with the RSS above: proxy %s at %d pods, %s at %d, %s after churn (%.1f MiB per 10,000 pods); manager %s, %s, %s\n",
 		heapMiB(r1.proxyHeap), half, heapMiB(r.proxyHeap), p.pods, heapMiB(proxyChurnHeap), (r.proxyHeap-r1.proxyHeap)/(1<<20)/float64(p.pods-half)*10000,
 		heapMiB(r1.managerHeap), heapMiB(r.managerHeap), heapMiB(managerChurnHeap))
-	ll50, ll99 := pct(liveList)
+	ll50, ll99 := latency.Percentiles(liveList)
 	fmt.Printf("the live read behind a node-pull miss, timed from the benchmark (List marked pods on one node, label and field selector, from the watch cache, %d pods stored): p50 %s ms, p99 %s ms\n",
 		p.pods+len(w.forward), ms(ll50), ms(ll99))
 	fmt.Printf("one marked pod as stored: %d bytes of JSON, managedFields %d of them; decoded, in this process (%d pods): %.1f KiB each as listed, %.1f KiB without managedFields, %.1f KiB with only the fields the proxy reads (an estimate)\n",
