@@ -66,13 +66,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // pullingPod verifies the pod token a node listener relayed, and notes on the audit line how the
-// pull is authorised. The header is honoured from node listeners only and never goes upstream.
+// pull is authorised. The header is honoured from node listeners only; the relay drops it with
+// the caller's other credentials (dropCallerCredentials).
 func (h *Handler) pullingPod(rec *recorder, r *http.Request, id identity.Identity) (*identity.Identity, *refusal) {
-	token := r.Header.Get(headerPodToken)
-	r.Header.Del(headerPodToken)
 	if !h.auth.nodePulls.IsForwarder(id) {
 		return nil, nil
 	}
+	token := r.Header.Get(headerPodToken)
 	if token == "" {
 		rec.notePull("node", nil)
 		return nil, nil

@@ -91,7 +91,8 @@ func (n *NodePulls) pullsPerPod(ctx context.Context, node string) (bool, error) 
 		return false, nil
 	}
 	meta := nodeMetadata()
-	if err := n.Nodes.Get(ctx, client.ObjectKey{Name: node}, meta); err != nil {
+	// Read only: no copy of the cached Node's labels and annotations per pull.
+	if err := n.Nodes.Get(ctx, client.ObjectKey{Name: node}, meta, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
@@ -115,16 +116,32 @@ func (n *NodePulls) authorizePod(ctx context.Context, pod identity.Identity, req
 	if err != nil {
 		return "", fmt.Errorf("reading pod %s: %w", name, err)
 	}
-	if found == nil || !policies.PodNeedsPull(found, req) {
+	if found == nil {
 		return "", &pullRefusedError{msg: policies.PodPullRefusal(name, req)}
 	}
-	switch err := n.Access.CheckVisible(ctx, found.Namespace, req.Connector); {
+	switch err := n.entitles(ctx, found, req); {
+	case err == nil:
+		return found.Namespace, nil
+	case errors.Is(err, errPullNotNeeded):
+		return "", &pullRefusedError{msg: policies.PodPullRefusal(name, req)}
 	case access.IsNotVisible(err):
 		return "", &pullRefusedError{msg: err.Error()}
-	case err != nil:
+	default:
 		return "", err
 	}
-	return found.Namespace, nil
+}
+
+// errPullNotNeeded: the pod does not need this pull (policies.PodNeedsPull).
+var errPullNotNeeded = errors.New("the pod does not need this pull")
+
+// entitles is the rule both modes apply to a pod: nil when it needs the pull and its namespace
+// may use the connector; errPullNotNeeded, the visibility seam's NotVisibleError, or the error
+// reading the connector otherwise.
+func (n *NodePulls) entitles(ctx context.Context, pod *corev1.Pod, req policies.PullRequest) error {
+	if !policies.PodNeedsPull(pod, req) {
+		return errPullNotNeeded
+	}
+	return n.Access.CheckVisible(ctx, pod.Namespace, req.Connector)
 }
 
 // pod is the marked pod the token is bound to, from the cache, else read once live (the kubelet
@@ -135,7 +152,8 @@ func (n *NodePulls) pod(ctx context.Context, id identity.Identity) (*corev1.Pod,
 			continue
 		}
 		var pod corev1.Pod
-		err := reader.Get(ctx, client.ObjectKey{Namespace: id.Namespace, Name: id.PodName}, &pod)
+		// Read only, as justifiedBy's List (the live reader ignores the option).
+		err := reader.Get(ctx, client.ObjectKey{Namespace: id.Namespace, Name: id.PodName}, &pod, client.UnsafeDisableDeepCopy)
 		switch {
 		case apierrors.IsNotFound(err), errors.Is(err, errLiveReadsLimited):
 			continue
@@ -169,14 +187,10 @@ func (n *NodePulls) justifiedBy(ctx context.Context, reader client.Reader, req p
 		return "", err
 	}
 	for i := range pods.Items {
-		pod := &pods.Items[i]
-		if !policies.PodNeedsPull(pod, req) {
-			continue
-		}
-		switch err := n.Access.CheckVisible(ctx, pod.Namespace, req.Connector); {
+		switch err := n.entitles(ctx, &pods.Items[i], req); {
 		case err == nil:
-			return pod.Namespace, nil
-		case !access.IsNotVisible(err):
+			return pods.Items[i].Namespace, nil
+		case !errors.Is(err, errPullNotNeeded) && !access.IsNotVisible(err):
 			return "", err
 		}
 	}

@@ -121,7 +121,7 @@ func awaitJob(t *testing.T, job *batchv1.Job, timeout time.Duration, stopOnPullE
 	if ok {
 		res.pod = *pod
 		res.events = podEvents(ctx, t, pod)
-		res.logs = podLogs(ctx, pod)
+		res.logs = podLogs(ctx, pod, "")
 	}
 	if !res.succeeded {
 		// A Job past its deadline deletes its pod, and the pod's events with it: say why it ended.
@@ -172,8 +172,9 @@ func podEvents(ctx context.Context, t *testing.T, pod *corev1.Pod) string {
 	return strings.Join(lines, "\n")
 }
 
-func podLogs(ctx context.Context, pod *corev1.Pod) string {
-	raw, err := w.node.Clientset.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+// podLogs is a container's log ("" for the pod's only container), or why there is none.
+func podLogs(ctx context.Context, pod *corev1.Pod, container string) string {
+	raw, err := w.node.Clientset.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
 	if err != nil {
 		return "(no logs: " + err.Error() + ")"
 	}

@@ -225,11 +225,8 @@ func proxyLogs(ctx context.Context, t *testing.T) string {
 	var pods corev1.PodList
 	require.NoError(t, w.node.Client.List(ctx, &pods, client.InNamespace(productNS), client.MatchingLabels{"app.kubernetes.io/name": "connectors-proxy"}))
 	var out strings.Builder
-	for _, p := range pods.Items {
-		raw, err := w.node.Clientset.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
-		if err == nil {
-			out.Write(raw)
-		}
+	for i := range pods.Items {
+		out.WriteString(podLogs(ctx, &pods.Items[i], ""))
 	}
 	return out.String()
 }

@@ -328,11 +328,7 @@ func awaitPod(t *testing.T, pod *corev1.Pod, timeout time.Duration) jobResult {
 	})
 	res := jobResult{pod: *pod, events: podEvents(ctx, t, pod)}
 	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
-		raw, lerr := w.node.Clientset.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(ctx)
-		if lerr != nil {
-			raw = []byte("(no logs: " + lerr.Error() + ")")
-		}
-		res.logs += "--- " + c.Name + "\n" + string(raw)
+		res.logs += "--- " + c.Name + "\n" + podLogs(ctx, pod, c.Name)
 	}
 	res.succeeded = pod.Status.Phase == corev1.PodSucceeded
 	require.NoError(t, err, "pod %s/%s did not finish; events:\n%s\nlogs:\n%s", pod.Namespace, pod.Name, res.events, res.logs)
