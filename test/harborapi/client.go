@@ -7,11 +7,9 @@ package harborapi
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -32,17 +30,13 @@ type Client struct {
 	PageSize int
 }
 
-// DefaultTransport is HTTPS_PROXY/NO_PROXY from the environment and the system roots, which
-// SSL_CERT_FILE or SSL_CERT_DIR extend: all a pod behind the forward proxy needs.
+// DefaultTransport is Go's default (HTTPS_PROXY/NO_PROXY from the environment, the system
+// roots, which SSL_CERT_FILE or SSL_CERT_DIR extend: all a pod behind the forward proxy needs),
+// with a bound on waiting for an answer's headers.
 func DefaultTransport() http.RoundTripper {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		IdleConnTimeout:       90 * time.Second,
-	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = 30 * time.Second
+	return t
 }
 
 // New returns a client of the Harbor at base (its original URL, https://host[:port]); rt nil
