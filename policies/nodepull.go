@@ -21,25 +21,14 @@ type PullRequest struct {
 // containers' images is that repository under the connector's proxy path. Visibility of the
 // connector from the pod's namespace is checked separately, with CanUseConnector: a label and
 // an image name can be written by hand, the visibility rule cannot be.
-func PodNeedsPull(pod *corev1.Pod, req PullRequest) bool {
-	if pod.Spec.NodeName != req.Node || pod.DeletionTimestamp != nil ||
-		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+func PodNeedsPull(pod *MarkedPod, req PullRequest) bool {
+	if pod.Node != req.Node || pod.Deleting || pod.Phase == corev1.PodSucceeded || pod.Phase == corev1.PodFailed {
 		return false
 	}
-	status := readStatus(&pod.ObjectMeta)
-	if status == nil || !slices.Contains(status.Connectors, req.Connector.String()) {
+	if !slices.Contains(pod.StatusConnectors, req.Connector.String()) {
 		return false
 	}
-	for _, image := range podImages(&pod.Spec) {
-		img, err := ParseImage(image)
-		if err != nil {
-			continue
-		}
-		if ref, repo, ok := ParseProxyPath(img.Path); ok && ref == req.Connector && repo == req.Repository {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(pod.Pulls, ConnectorPull{Connector: req.Connector, Repository: req.Repository})
 }
 
 // podImages lists every image the kubelet may pull for a pod: the containers the webhook

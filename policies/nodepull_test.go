@@ -22,10 +22,10 @@ func TestPodNeedsPull(t *testing.T) {
 		}
 		return p
 	}
-	assert.True(t, PodNeedsPull(pod(nil), req), "an init container's rewritten image counts")
-	assert.True(t, PodNeedsPull(pod(func(p *corev1.Pod) {
+	assert.True(t, PodNeedsPull(MarkedPodOf(pod(nil)), req), "an init container's rewritten image counts")
+	assert.True(t, PodNeedsPull(MarkedPodOf(pod(func(p *corev1.Pod) {
 		p.Spec.InitContainers[0].Image = "127.0.0.1:5050/namespaces/a/connectors/harbor/team/app@sha256:" + sha
-	}), req), "by digest")
+	})), req), "by digest")
 	for name, mutate := range map[string]func(*corev1.Pod){
 		"other node":           func(p *corev1.Pod) { p.Spec.NodeName = "n2" },
 		"finished":             func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded },
@@ -41,7 +41,7 @@ func TestPodNeedsPull(t *testing.T) {
 		"original image only": func(p *corev1.Pod) { p.Spec.InitContainers[0].Image = "harbor.example.com/team/app:v1" },
 		"deleting":            func(p *corev1.Pod) { now := metav1.Now(); p.DeletionTimestamp = &now },
 	} {
-		assert.False(t, PodNeedsPull(pod(mutate), req), name)
+		assert.False(t, PodNeedsPull(MarkedPodOf(pod(mutate)), req), name)
 	}
 }
 

@@ -47,7 +47,7 @@ func assertNoInternals(t *testing.T, what, message string) {
 func TestNodePullAPIFailureIsUnavailableWithoutDetail(t *testing.T) {
 	forwarder := identity.Identity{Namespace: "connectors-node", ServiceAccount: "connectors-node", NodeName: "node-1"}
 	route := Route{Connector: policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}, Repository: "team/app", Kind: KindManifest}
-	a := &authorizer{log: logr.Discard(), nodePulls: &NodePulls{Forwarders: map[string]bool{forwarder.String(): true}, Pods: failingReader{}}}
+	a := &authorizer{log: logr.Discard(), nodePulls: &NodePulls{Forwarders: map[string]bool{forwarder.String(): true}, Pods: emptyIndex(), Live: failingReader{}}}
 
 	_, _, _, d := a.authorize(context.Background(), forwarder, nil, http.MethodGet, route)
 	require.NotNil(t, d)
@@ -56,7 +56,7 @@ func TestNodePullAPIFailureIsUnavailableWithoutDetail(t *testing.T) {
 	assert.Contains(t, d.message, "retry")
 	assertNoInternals(t, "node pull", d.message)
 
-	a.nodePulls.Pods = &countingReader{}
+	a.nodePulls.Live = &countingReader{}
 	_, _, _, d = a.authorize(context.Background(), forwarder, nil, http.MethodGet, route)
 	require.NotNil(t, d)
 	assert.Equal(t, codeDenied, d.code)
@@ -69,14 +69,14 @@ func TestPodIdentityAPIFailureIsUnavailableWithoutDetail(t *testing.T) {
 	r := httptest.NewRequest(http.MethodConnect, "http://harbor.test:443", nil)
 	r.RemoteAddr = "10.1.2.3:40000"
 
-	_, refused := identifyForward(r, nil, &PodsByIP{Reader: failingReader{}, Wait: time.Millisecond})
+	_, refused := identifyForward(r, nil, &PodsByIP{Index: emptyIndex(), Live: failingReader{}, Wait: time.Millisecond})
 	require.NotNil(t, refused)
 	assert.Equal(t, http.StatusServiceUnavailable, refused.status)
 	assert.Contains(t, refused.message, "retry")
 	assertNoInternals(t, "pod identity", refused.message)
 	assert.ErrorIs(t, refused.detail, errAPIDown, "the cause is kept for the log")
 
-	_, refused = identifyForward(r, nil, &PodsByIP{Reader: &countingReader{}, Wait: time.Millisecond})
+	_, refused = identifyForward(r, nil, &PodsByIP{Index: emptyIndex(), Live: &countingReader{}, Wait: time.Millisecond})
 	require.NotNil(t, refused)
 	assert.Equal(t, http.StatusProxyAuthRequired, refused.status)
 	assert.Contains(t, refused.message, "has address 10.1.2.3")

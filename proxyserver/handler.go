@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
+	"github.com/alauda/harbor-connector/proxyserver/podindex"
 	"github.com/alauda/harbor-connector/proxyserver/upstream"
 )
 
@@ -28,7 +30,15 @@ type Handler struct {
 	log      logr.Logger
 	audit    logr.Logger
 	stall    time.Duration
+
+	// pods is the index of marked pods (node pulls, and the forward listener's identification
+	// by address); livePods reads pods from the API server. Both nil without NewHandler.
+	pods     *podindex.Index
+	livePods client.Reader
 }
+
+// MarkedPods is the handler's index of marked pods; the proxy is ready once it has synced.
+func (h *Handler) MarkedPods() *podindex.Index { return h.pods }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

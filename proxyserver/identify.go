@@ -112,15 +112,15 @@ func identifyForward(r *http.Request, reviewer *identity.Reviewer, pods *PodsByI
 		return nil, &refusal{status: http.StatusServiceUnavailable, code: codeUnavailable, detail: err,
 			message: "the proxy could not look up the pod behind your address; retry, or send Proxy-Authorization with a ServiceAccount token"}
 	}
-	refs, err := policies.ParseConnectorAnnotation(pod.Annotations[policies.AnnotationConnector], pod.Namespace)
+	refs, err := policies.ParseConnectorAnnotation(pod.ConnectorAnnotation, pod.Namespace)
 	if err != nil {
 		return nil, &refusal{status: http.StatusForbidden, code: codeDenied, message: err.Error()}
 	}
-	sa := pod.Spec.ServiceAccountName
+	sa := pod.ServiceAccount
 	if sa == "" {
 		sa = "default"
 	}
-	return &caller{id: identity.Identity{Namespace: pod.Namespace, ServiceAccount: sa, PodName: pod.Name, NodeName: pod.Spec.NodeName}, connectors: refs, how: "pod"}, nil
+	return &caller{id: identity.Identity{Namespace: pod.Namespace, ServiceAccount: sa, PodName: pod.Name, NodeName: pod.Node}, connectors: refs, how: "pod"}, nil
 }
 
 func proxyAuthRequired(message string) *refusal {

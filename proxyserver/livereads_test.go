@@ -8,6 +8,7 @@ import (
 
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
+	"github.com/alauda/harbor-connector/proxyserver/podindex"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,11 +38,11 @@ func (c *countingReader) List(_ context.Context, _ client.ObjectList, opts ...cl
 func TestLiveReadsReadTheWatchCache(t *testing.T) {
 	api := &countingReader{}
 	live := NewLiveReads(api, LiveReadsLimit{QPS: 100, Burst: 10})
-	require.NoError(t, live.List(context.Background(), nil, client.MatchingFields{podNodeIndex: "node-1"}))
+	require.NoError(t, live.List(context.Background(), nil, client.MatchingFields{"spec.nodeName": "node-1"}))
 	assert.Equal(t, "0", api.listRV)
 	require.NoError(t, live.Get(context.Background(), client.ObjectKey{Name: "x"}, nil))
 	assert.Equal(t, "0", api.getRV)
-	opts := (&client.ListOptions{}).ApplyOptions([]client.ListOption{client.MatchingFields{podNodeIndex: "node-1"}, fromWatchCache{}}).AsListOptions()
+	opts := (&client.ListOptions{}).ApplyOptions([]client.ListOption{client.MatchingFields{"spec.nodeName": "node-1"}, fromWatchCache{}}).AsListOptions()
 	assert.Equal(t, "spec.nodeName=node-1", opts.FieldSelector, "the selector survives")
 	assert.Equal(t, "0", opts.ResourceVersion)
 }
@@ -62,11 +63,14 @@ func TestLiveReadsAreRateLimited(t *testing.T) {
 	assert.Equal(t, 97, limited)
 }
 
+// emptyIndex is an index of marked pods that holds none.
+func emptyIndex() *podindex.Index { return podindex.NewFromListWatch(nil) }
+
 // An address no pod has, once the live reads are used up, is refused as a miss (not as an
 // API server error), and costs the API server nothing.
 func TestPodsByIPMissWhenLiveReadsAreUsedUp(t *testing.T) {
-	cache, api := &countingReader{}, &countingReader{}
-	p := PodsByIP{Reader: cache, Live: NewLiveReads(api, LiveReadsLimit{QPS: 0.001, Burst: 1}), Wait: time.Millisecond}
+	api := &countingReader{}
+	p := PodsByIP{Index: emptyIndex(), Live: NewLiveReads(api, LiveReadsLimit{QPS: 0.001, Burst: 1}), Wait: time.Millisecond}
 	_, err := p.Pod(context.Background(), "10.1.2.3")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "has address 10.1.2.3")
@@ -81,7 +85,7 @@ func TestPodsByIPMissWhenLiveReadsAreUsedUp(t *testing.T) {
 // with the refusal that names the node and the repository, not as an API server failure.
 func TestNodePullRefusedWhenLiveReadsAreUsedUp(t *testing.T) {
 	api := &countingReader{}
-	n := &NodePulls{Pods: &countingReader{}, Live: NewLiveReads(api, LiveReadsLimit{QPS: 0.001, Burst: 1})}
+	n := &NodePulls{Pods: emptyIndex(), Live: NewLiveReads(api, LiveReadsLimit{QPS: 0.001, Burst: 1})}
 	id := identity.Identity{Namespace: "connectors-node", ServiceAccount: "connectors-node", NodeName: "node-1"}
 	route := Route{Connector: policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}, Repository: "team/app", Kind: KindManifest}
 	for i := 0; i < 2; i++ {

@@ -14,10 +14,8 @@ import (
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
+	"github.com/alauda/harbor-connector/proxyserver/podindex"
 )
-
-// podNodeIndex indexes the marked pods the proxy caches by the node they are scheduled on.
-const podNodeIndex = "spec.nodeName"
 
 // NodePulls authorises what the node pull listeners relay (README "The node pull listener"). A
 // listener holds no Harbor credentials and no rights of its own beyond its pod-bound token; the
@@ -27,8 +25,8 @@ const podNodeIndex = "spec.nodeName"
 type NodePulls struct {
 	// Forwarders are the ServiceAccounts ("<namespace>/<name>") the node listeners run as.
 	Forwarders map[string]bool
-	// Pods reads marked pods (the label-filtered informer cache, indexed by node).
-	Pods client.Reader
+	// Pods holds the marked pods, by node and by name.
+	Pods *podindex.Index
 	// Live reads pods from the API server when the cache has no match: the kubelet can start
 	// pulling before the proxy's informer has seen the pod's binding to the node.
 	Live client.Reader
@@ -66,19 +64,20 @@ func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, pod *id
 		return "", &pullRefusedError{unauthenticated: true, msg: fmt.Sprintf("node %s pulls per pod (label %s=%s) and the kubelet sent no credential for this pull: a pod without a ServiceAccount (a static pod) cannot pull through a connector there; otherwise configure the kubelet with connectors-credential-provider (README \"Per-pod pulls\")",
 			id.NodeName, policies.LabelPullIdentity, policies.PullIdentityPod)}
 	}
-	for _, reader := range []client.Reader{n.Pods, n.Live} {
-		if reader == nil {
-			continue
-		}
-		namespace, err := n.justifiedBy(ctx, reader, req)
-		if errors.Is(err, errLiveReadsLimited) {
-			continue // answered as a pull no pod justifies
-		}
-		if err != nil {
+	if namespace, err := n.justifiedBy(ctx, n.Pods.OnNode(req.Node), req); err != nil || namespace != "" {
+		return namespace, err
+	}
+	if n.Live != nil {
+		pods, err := listMarked(ctx, n.Live, client.MatchingFields{"spec.nodeName": req.Node})
+		switch {
+		case errors.Is(err, errLiveReadsLimited):
+			// answered as a pull no pod justifies
+		case err != nil:
 			return "", fmt.Errorf("listing pods on node %s: %w", req.Node, err)
-		}
-		if namespace != "" {
-			return namespace, nil
+		default:
+			if namespace, err := n.justifiedBy(ctx, pods, req); err != nil || namespace != "" {
+				return namespace, err
+			}
 		}
 	}
 	return "", &pullRefusedError{msg: policies.NodePullRefusal(req)}
@@ -137,31 +136,32 @@ var errPullNotNeeded = errors.New("the pod does not need this pull")
 // entitles is the rule both modes apply to a pod: nil when it needs the pull and its namespace
 // may use the connector; errPullNotNeeded, the visibility seam's NotVisibleError, or the error
 // reading the connector otherwise.
-func (n *NodePulls) entitles(ctx context.Context, pod *corev1.Pod, req policies.PullRequest) error {
+func (n *NodePulls) entitles(ctx context.Context, pod *policies.MarkedPod, req policies.PullRequest) error {
 	if !policies.PodNeedsPull(pod, req) {
 		return errPullNotNeeded
 	}
 	return n.Access.CheckVisible(ctx, pod.Namespace, req.Connector)
 }
 
-// pod is the marked pod the token is bound to, from the cache, else read once live (the kubelet
-// can pull before the informer saw the pod); nil when there is none with that UID.
-func (n *NodePulls) pod(ctx context.Context, id identity.Identity) (*corev1.Pod, error) {
-	for _, reader := range []client.Reader{n.Pods, n.Live} {
-		if reader == nil {
-			continue
-		}
-		var pod corev1.Pod
-		// Read only, as justifiedBy's List (the live reader ignores the option).
-		err := reader.Get(ctx, client.ObjectKey{Namespace: id.Namespace, Name: id.PodName}, &pod, client.UnsafeDisableDeepCopy)
-		switch {
-		case apierrors.IsNotFound(err), errors.Is(err, errLiveReadsLimited):
-			continue
-		case err != nil:
-			return nil, err
-		case string(pod.UID) == id.PodUID && pod.Labels[policies.LabelProxyInjected] == "true":
-			return &pod, nil
-		}
+// pod is the marked pod the token is bound to, from the index, else read once live (the kubelet
+// can pull before the watch delivered the pod); nil when there is none with that UID.
+func (n *NodePulls) pod(ctx context.Context, id identity.Identity) (*policies.MarkedPod, error) {
+	if pod := n.Pods.Get(id.Namespace, id.PodName); pod != nil && string(pod.UID) == id.PodUID && pod.Marked {
+		return pod, nil
+	}
+	if n.Live == nil {
+		return nil, nil
+	}
+	var pod corev1.Pod
+	err := n.Live.Get(ctx, client.ObjectKey{Namespace: id.Namespace, Name: id.PodName}, &pod)
+	switch {
+	case apierrors.IsNotFound(err), errors.Is(err, errLiveReadsLimited):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	if found := policies.MarkedPodOf(&pod); string(found.UID) == id.PodUID && found.Marked {
+		return found, nil
 	}
 	return nil, nil
 }
@@ -177,31 +177,18 @@ type pullRefusedError struct {
 
 func (e *pullRefusedError) Error() string { return e.msg }
 
-// justifiedBy is the namespace of a pod on the node that needs the pull and may use the
-// connector, "" when none does.
-func (n *NodePulls) justifiedBy(ctx context.Context, reader client.Reader, req policies.PullRequest) (string, error) {
-	var pods corev1.PodList
-	// The rule only reads: no copy of the node's cached pods per pull (the live reader ignores
-	// the option).
-	if err := reader.List(ctx, &pods, client.MatchingLabels{policies.LabelProxyInjected: "true"}, client.MatchingFields{podNodeIndex: req.Node}, client.UnsafeDisableDeepCopy); err != nil {
-		return "", err
-	}
-	for i := range pods.Items {
-		switch err := n.entitles(ctx, &pods.Items[i], req); {
+// justifiedBy is the namespace of a pod of pods that needs the pull and may use the connector,
+// "" when none does.
+func (n *NodePulls) justifiedBy(ctx context.Context, pods []*policies.MarkedPod, req policies.PullRequest) (string, error) {
+	for _, pod := range pods {
+		switch err := n.entitles(ctx, pod, req); {
 		case err == nil:
-			return pods.Items[i].Namespace, nil
+			return pod.Namespace, nil
 		case !errors.Is(err, errPullNotNeeded) && !access.IsNotVisible(err):
 			return "", err
 		}
 	}
 	return "", nil
-}
-
-func indexPodNode(obj client.Object) []string {
-	if node := obj.(*corev1.Pod).Spec.NodeName; node != "" {
-		return []string{node}
-	}
-	return nil
 }
 
 // nodeMetadata is a Node read by metadata only.

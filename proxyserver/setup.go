@@ -8,7 +8,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -19,6 +21,7 @@ import (
 	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 	"github.com/alauda/harbor-connector/proxyserver/intercept"
+	"github.com/alauda/harbor-connector/proxyserver/podindex"
 	"github.com/alauda/harbor-connector/proxyserver/upstream"
 )
 
@@ -31,16 +34,17 @@ import (
 // Node labels only (metadata), for the per-pod pull identity (policies.LabelPullIdentity).
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 
-// CacheOptionsFor is the proxy manager's cache: CacheOptions, and Secrets (which the proxy
-// watches by metadata only) in credentialsNamespace alone, the one namespace its Role lets it
-// read Secrets in.
+// CacheOptionsFor is the proxy manager's cache: Secrets (which the proxy watches by metadata
+// only) in credentialsNamespace alone, the one namespace its Role lets it read Secrets in, and
+// no object's managedFields (a third of a Connector or Namespace as stored, and read by no
+// decision). Marked pods are not in it: the proxy keeps them in a podindex.Index.
 func CacheOptionsFor(credentialsNamespace string) cache.Options {
-	opts := CacheOptions()
-	if opts.ByObject == nil {
-		opts.ByObject = map[client.Object]cache.ByObject{}
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{credentialsNamespace: {}}},
+		},
 	}
-	opts.ByObject[&corev1.Secret{}] = cache.ByObject{Namespaces: map[string]cache.Config{credentialsNamespace: {}}}
-	return opts
 }
 
 // NewHandler wires the handler to a manager: Connectors and Namespaces from its informer cache
@@ -92,11 +96,15 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	}); err != nil {
 		return nil, err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, podIPIndex, indexPodIP); err != nil {
-		return nil, fmt.Errorf("indexing marked pods by IP: %w", err)
+	pods, err := markedPods(mgr)
+	if err != nil {
+		return nil, err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, podNodeIndex, indexPodNode); err != nil {
-		return nil, fmt.Errorf("indexing marked pods by node: %w", err)
+	// Pods missing from the index are read live in protobuf too: a node's pods, or the pods
+	// with an address.
+	livePods, err := client.New(protobuf(mgr.GetConfig()), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, err
 	}
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}); err != nil {
 		return nil, fmt.Errorf("watching Namespaces: %w", err)
@@ -111,13 +119,15 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 		if _, err := mgr.GetCache().GetInformer(ctx, nodeMetadata()); err != nil {
 			return nil, fmt.Errorf("watching Node metadata: %w", err)
 		}
-		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), opts.NodePullLiveReads), Access: resolver, Nodes: mgr.GetClient()}
+		nodePulls = &NodePulls{Forwarders: map[string]bool{}, Pods: pods, Live: NewLiveReads(livePods, opts.NodePullLiveReads), Access: resolver, Nodes: mgr.GetClient()}
 		for _, sa := range opts.NodeForwarders {
 			nodePulls.Forwarders[sa] = true
 		}
 	}
 	reviewer := &identity.Reviewer{Client: clientset, Audiences: opts.Audiences, PositiveTTL: opts.TokenReviewTTL, NegativeTTL: opts.TokenReviewNegativeTTL}
-	return newHandler(reviewer, resolver, nodePulls, store, opts, mgr.GetLogger().WithName("proxy")), nil
+	h := newHandler(reviewer, resolver, nodePulls, store, opts, mgr.GetLogger().WithName("proxy"))
+	h.pods, h.livePods = pods, livePods
+	return h, nil
 }
 
 // NewForward builds the forward listener around handler (NewHandler's) from o: the interception
@@ -143,9 +153,32 @@ func NewForward(handler *Handler, mgr ctrl.Manager, o ForwardOptions) (*Forward,
 		DialTunnel: (&net.Dialer{Timeout: o.TunnelDialTimeout}).DialContext,
 	}
 	if o.PodIdentity {
-		fwd.Pods = &PodsByIP{Reader: mgr.GetClient(), Live: NewLiveReads(mgr.GetAPIReader(), o.PodLiveReads), Wait: o.PodWait}
+		fwd.Pods = &PodsByIP{Index: handler.pods, Live: NewLiveReads(handler.livePods, o.PodLiveReads), Wait: o.PodWait}
 	}
 	return fwd, nil
+}
+
+// markedPods starts the index of marked pods with mgr (its initial list in protobuf: every
+// marked pod of the cluster).
+func markedPods(mgr ctrl.Manager) (*podindex.Index, error) {
+	clientset, err := kubernetes.NewForConfig(protobuf(mgr.GetConfig()))
+	if err != nil {
+		return nil, err
+	}
+	pods := podindex.New(clientset)
+	if err := mgr.Add(pods); err != nil {
+		return nil, fmt.Errorf("watching marked pods: %w", err)
+	}
+	return pods, nil
+}
+
+// protobuf is cfg asking for protobuf, which built-in types (pods) are served in: a third of
+// JSON's bytes and less work to decode.
+func protobuf(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	return c
 }
 
 func invalidateSecret(store *upstream.Store, obj any) {

@@ -73,7 +73,7 @@ func run(o options) error {
 	ready := func() bool {
 		c, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 		defer cancel()
-		return mgr.GetCache().WaitForCacheSync(c)
+		return handler.MarkedPods().HasSynced() && mgr.GetCache().WaitForCacheSync(c)
 	}
 	routes := proxyserver.Routes(handler, ready)
 	log := ctrl.Log.WithName("proxy")

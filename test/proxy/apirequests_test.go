@@ -91,7 +91,7 @@ func TestHotPathMakesNoAPIRequestsPerRequest(t *testing.T) {
 	l := startNodeListener(t, proxyAddr)
 	image := l.image(nsA, "harbor", "hotpath")
 	app := workloadPod(t, nsA, nodeName, nsA+"/harbor", image)
-	require.NoError(t, waitProxySees(ctx, app, nil))
+	require.NoError(t, waitProxyHasPod(ctx, app, nil))
 	token := saToken(t, nsA)
 	client := httpClient()
 	head := func(url, auth string) int {

@@ -21,7 +21,6 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/proxyserver"
@@ -158,12 +157,11 @@ func markedPod(t *testing.T, ns, name, ip, connector string, hostNetwork, marked
 	require.NoError(t, k8s.Status().Update(ctx, pod))
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), pod) })
 	if marked {
-		// The proxy identifies callers from its informer of marked pods, indexed by IP: wait until
-		// its copy has the address. (An unmarked pod never reaches that informer; the proxy refuses
-		// it after its own wait and live lookup, which is what the tests check.)
-		require.NoError(t, waitProxySees(ctx, pod, func(cached client.Object) bool {
-			return cached.(*corev1.Pod).Status.PodIP == ip
-		}))
+		// The proxy identifies callers from its index of marked pods, by IP: wait until it holds
+		// the pod with its status (a hostNetwork pod's address is its node's, so none is held for
+		// it). An unmarked pod never reaches the index; the proxy refuses it after its own wait and
+		// live lookup, which is what the tests check.
+		require.NoError(t, waitProxyHasPod(ctx, pod, func(held *policies.MarkedPod) bool { return held.Phase == corev1.PodRunning }))
 	}
 	return pod
 }

@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -35,6 +36,7 @@ import (
 	"github.com/alauda/harbor-connector/policies"
 	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver"
+	"github.com/alauda/harbor-connector/proxyserver/podindex"
 	"github.com/alauda/harbor-connector/test/capture"
 	testharbor "github.com/alauda/harbor-connector/test/harbor"
 	"github.com/alauda/harbor-connector/test/kube"
@@ -168,6 +170,7 @@ func run(m *testing.M) int {
 	if err != nil {
 		return fail(err)
 	}
+	proxyPods = handler.MarkedPods()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fail(err)
@@ -182,7 +185,7 @@ func run(m *testing.M) int {
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
+	if !mgr.GetCache().WaitForCacheSync(ctx) || !toolscache.WaitForCacheSync(ctx.Done(), proxyPods.HasSynced) {
 		return fail(fmt.Errorf("caches did not sync"))
 	}
 	if err := waitTLS(proxyAddr); err != nil {
@@ -315,13 +318,39 @@ func waitCopy(ctx context.Context, c *v1alpha1.Connector, ok func(*corev1.Secret
 	return nil
 }
 
-// proxyView is the reader the proxy under test takes Connectors, Namespaces and marked Pods from:
-// its manager's client, served by the manager's informer cache (NewHandler and the forward
-// listener's PodsByIP are given the same one). The suite's own client k8s reads the API server
-// directly, so an object it can Get may still be unknown to the proxy. Nil until the proxy
-// exists: objects made before then are in the informers' initial list, which run awaits with
-// WaitForCacheSync.
-var proxyView client.Reader
+// proxyView is the reader the proxy under test takes Connectors, Namespaces and Node metadata
+// from: its manager's client, served by the manager's informer cache (NewHandler is given the
+// same one); proxyPods is its index of marked pods. The suite's own client k8s reads the API
+// server directly, so an object it can Get may still be unknown to the proxy. Nil until the
+// proxy exists: objects made before then are in the initial lists, which run awaits.
+var (
+	proxyView client.Reader
+	proxyPods *podindex.Index
+)
+
+// waitProxyHasPod waits until the proxy's index of marked pods holds pod (its UID) and ready,
+// if not nil, accepts what it holds.
+func waitProxyHasPod(ctx context.Context, pod *corev1.Pod, ready func(*policies.MarkedPod) bool) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		held := proxyPods.Get(pod.Namespace, pod.Name)
+		switch {
+		case held == nil:
+			last = "not held"
+		case pod.UID != "" && held.UID != pod.UID:
+			last = fmt.Sprintf("an earlier pod of that name (UID %s, want %s)", held.UID, pod.UID)
+		case ready != nil && !ready(held):
+			last = fmt.Sprintf("not the expected state yet: %+v", *held)
+		default:
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the proxy's index of marked pods did not get %s/%s: %v (last: %s)", pod.Namespace, pod.Name, err, last)
+	}
+	return nil
+}
 
 // waitProxySees waits until the proxy's informer cache holds obj (the same object: its UID, when
 // obj came back from a Create) and ready, if not nil, accepts the cached copy. It polls the cache

@@ -219,7 +219,7 @@ func BenchmarkScale(b *testing.B) {
 	ll50, ll99 := latency.Percentiles(liveList)
 	fmt.Printf("the live read behind a node-pull miss, timed from the benchmark (List marked pods on one node, label and field selector, from the watch cache, %d pods stored): p50 %s ms, p99 %s ms\n",
 		p.pods+len(w.forward), ms(ll50), ms(ll99))
-	fmt.Printf("one marked pod as stored: %d bytes of JSON, managedFields %d of them; decoded, in this process (%d pods): %.1f KiB each as listed, %.1f KiB without managedFields, %.1f KiB with only the fields the proxy reads (an estimate)\n",
+	fmt.Printf("one marked pod as stored: %d bytes of JSON, managedFields %d of them; decoded, in this process (%d pods): %.1f KiB each as listed, %.1f KiB without managedFields, %.2f KiB as the proxy's index holds it (policies.MarkedPod, without the index's maps)\n",
 		cost.jsonBytes, cost.managedFieldsBytes, cost.pods, cost.full/1024, cost.noManagedFields/1024, cost.reduced/1024)
 	fmt.Printf("peak RSS (VmHWM) at %d pods, at the end: proxy %s, manager %s\n", p.pods, mib(r.proxy.memory(b).hwm), mib(r.manager.memory(b).hwm))
 	fmt.Printf("Connectors Ready %d of %d, credentials copies %d; node-pull DENIED: %d live reads made of %d requests (5/s, burst 10); first admission review (starts the Namespace informer) %s ms\n",
