@@ -3,23 +3,30 @@ package proxyserver
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/alauda/harbor-connector/policies"
+	"github.com/alauda/harbor-connector/policies/access"
 	"github.com/alauda/harbor-connector/proxyserver/identity"
 	"github.com/alauda/harbor-connector/proxyserver/podindex"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
 // countingReader answers every List with nothing and counts the calls: an API server with no
 // matching pod.
 type countingReader struct {
 	lists int
-	// The resourceVersion of the last List and Get.
-	listRV, getRV string
+	// The resourceVersion of the last List and Get, and the last List's field selector.
+	listRV, getRV, fields string
+	// pods are what each List answers.
+	pods []corev1.Pod
 }
 
 func (c *countingReader) Get(_ context.Context, _ client.ObjectKey, _ client.Object, opts ...client.GetOption) error {
@@ -27,9 +34,13 @@ func (c *countingReader) Get(_ context.Context, _ client.ObjectKey, _ client.Obj
 	return nil
 }
 
-func (c *countingReader) List(_ context.Context, _ client.ObjectList, opts ...client.ListOption) error {
+func (c *countingReader) List(_ context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	c.lists++
-	c.listRV = (&client.ListOptions{}).ApplyOptions(opts).AsListOptions().ResourceVersion
+	o := (&client.ListOptions{}).ApplyOptions(opts).AsListOptions()
+	c.listRV, c.fields = o.ResourceVersion, o.FieldSelector
+	if pods, ok := list.(*corev1.PodList); ok {
+		pods.Items = c.pods
+	}
 	return nil
 }
 
@@ -94,4 +105,26 @@ func TestNodePullRefusedWhenLiveReadsAreUsedUp(t *testing.T) {
 		assert.Equal(t, policies.NodePullRefusal(policies.PullRequest{Node: "node-1", Connector: route.Connector, Repository: "team/app"}), err.Error())
 	}
 	assert.Equal(t, 1, api.lists, "the second pull did not reach the API server")
+}
+
+// A node pull the index cannot justify asks the API server for the node's Pending marked pods
+// alone (a pod the watch has not delivered yet is one whose images are being pulled for the
+// first time), and such a pod justifies the pull.
+func TestNodePullLiveReadFindsAPendingPod(t *testing.T) {
+	ref := policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}
+	pending := corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app", Labels: map[string]string{policies.LabelProxyInjected: "true"},
+			Annotations: map[string]string{policies.AnnotationStatus: `{"connectors":["team-a/harbor"]}`}},
+		Spec:   corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: "app", Image: "127.0.0.1:5050/" + policies.ProxyPath(ref) + "/team/app:v1"}}},
+		Status: corev1.PodStatus{Phase: corev1.PodPending},
+	}
+	api := &countingReader{pods: []corev1.Pod{pending}}
+	resolver := &access.Resolver{Source: &access.CachedSource{Cache: fake.NewClientBuilder().Build()}}
+	n := &NodePulls{Pods: emptyIndex(), Live: NewLiveReads(api, LiveReadsLimit{QPS: 1, Burst: 1}), Access: resolver}
+	id := identity.Identity{Namespace: "connectors-node", ServiceAccount: "connectors-node", NodeName: "node-1"}
+	namespace, err := n.Authorize(context.Background(), id, nil, http.MethodGet, Route{Connector: ref, Repository: "team/app", Kind: KindManifest})
+	require.NoError(t, err)
+	assert.Equal(t, "team-a", namespace)
+	assert.ElementsMatch(t, []string{"spec.nodeName=node-1", "status.phase=Pending"}, strings.Split(api.fields, ","))
+	assert.Equal(t, "0", api.listRV, "from the watch cache")
 }

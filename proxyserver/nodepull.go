@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,8 +28,8 @@ type NodePulls struct {
 	Forwarders map[string]bool
 	// Pods holds the marked pods, by node and by name.
 	Pods *podindex.Index
-	// Live reads pods from the API server when the cache has no match: the kubelet can start
-	// pulling before the proxy's informer has seen the pod's binding to the node.
+	// Live reads pods from the API server when the index has no match: the kubelet can start
+	// pulling before the proxy's watch delivered the pod's binding to the node.
 	Live client.Reader
 	// Access applies the visibility rule to the namespace of each candidate pod.
 	Access *access.Resolver
@@ -46,6 +47,7 @@ func (n *NodePulls) IsForwarder(id identity.Identity) bool {
 // it, from which the connector is then resolved. pod is the pulling pod's identity when the
 // listener relayed the kubelet's per-pod credential (README "Per-pod pulls"), else nil.
 func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, pod *identity.Identity, method string, route Route) (string, error) {
+	defer observeDecision("node-pull", time.Now())
 	if method != http.MethodGet && method != http.MethodHead || (route.Kind != KindManifest && route.Kind != KindBlob) {
 		return "", &pullRefusedError{msg: fmt.Sprintf("the node pull listener (%s) may only read manifests and blobs, not %s %s", id, method, route.Kind)}
 	}
@@ -67,8 +69,14 @@ func (n *NodePulls) Authorize(ctx context.Context, id identity.Identity, pod *id
 	if namespace, err := n.justifiedBy(ctx, n.Pods.OnNode(req.Node), req); err != nil || namespace != "" {
 		return namespace, err
 	}
+	// The index can lag the kubelet: a pod bound a moment ago may be pulling before the watch
+	// delivered its binding. Such a pod is Pending (the kubelet reports Running only once its
+	// containers started, which needs their images), so the live read asks the API server's
+	// watch cache for the node's Pending marked pods alone: usually none, a few bytes to send and
+	// decode where the node's whole list was a few hundred KiB. A later pull of a Running pod
+	// (a container restarted with imagePullPolicy Always) is of a pod the index has long held.
 	if n.Live != nil {
-		pods, err := listMarked(ctx, n.Live, client.MatchingFields{"spec.nodeName": req.Node})
+		pods, err := listMarked(ctx, n.Live, client.MatchingFields{"spec.nodeName": req.Node, "status.phase": string(corev1.PodPending)})
 		switch {
 		case errors.Is(err, errLiveReadsLimited):
 			// answered as a pull no pod justifies

@@ -31,6 +31,7 @@ type PodsByIP struct {
 // is gone or finished, or whose IP moved, no longer matches; an address two pods claim matches
 // neither.
 func (p PodsByIP) Pod(ctx context.Context, ip string) (*policies.MarkedPod, error) {
+	defer observeDecision("pod-address", time.Now())
 	pod, err := onePod(p.Index.WithIP(ip), ip)
 	if pod != nil || err != nil {
 		return pod, err

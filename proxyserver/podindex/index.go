@@ -7,6 +7,7 @@ package podindex
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -26,10 +27,18 @@ type Index struct {
 	synced atomic.Bool
 
 	mu     sync.RWMutex
-	byName map[string]*policies.MarkedPod            // "<namespace>/<name>"
-	byIP   map[string][]*policies.MarkedPod          // IP; more than one pod is a conflict the readers refuse
-	byNode map[string]map[string]*policies.MarkedPod // node, then "<namespace>/<name>"
+	byName map[podName]*policies.MarkedPod
+	byIP   map[string]*policies.MarkedPod
+	// shared holds the pods beyond the first that claim an address (a conflict the readers
+	// refuse): rare, so kept apart rather than making every address a slice.
+	shared map[string][]*policies.MarkedPod
+	byNode map[string]map[podName]*policies.MarkedPod
+
+	strings interner
 }
+
+// podName is a pod's namespace and name: a map key that costs no concatenated string per pod.
+type podName struct{ namespace, name string }
 
 // Selector selects the pods the webhook marked.
 var Selector = labels.SelectorFromSet(labels.Set{policies.LabelProxyInjected: "true"}).String()
@@ -62,7 +71,11 @@ func (i *Index) HasSynced() bool { return i.synced.Load() }
 func (i *Index) WithIP(ip string) []*policies.MarkedPod {
 	i.mu.RLock()
 	defer i.mu.RUnlock()
-	return append([]*policies.MarkedPod(nil), i.byIP[ip]...)
+	p, ok := i.byIP[ip]
+	if !ok {
+		return nil
+	}
+	return append([]*policies.MarkedPod{p}, i.shared[ip]...)
 }
 
 // OnNode returns the pods scheduled on node.
@@ -81,7 +94,7 @@ func (i *Index) OnNode(node string) []*policies.MarkedPod {
 func (i *Index) Get(namespace, name string) *policies.MarkedPod {
 	i.mu.RLock()
 	defer i.mu.RUnlock()
-	return i.byName[namespace+"/"+name]
+	return i.byName[podName{namespace, name}]
 }
 
 // Len is the number of pods held.
@@ -96,7 +109,7 @@ func (i *Index) Len() int {
 func (i *Index) Transformer() toolscache.TransformFunc {
 	return func(obj any) (any, error) {
 		if pod, ok := obj.(*corev1.Pod); ok {
-			return policies.MarkedPodOf(pod), nil
+			return i.reduce(pod), nil
 		}
 		return obj, nil
 	}
@@ -104,7 +117,7 @@ func (i *Index) Transformer() toolscache.TransformFunc {
 
 // Add implements cache.ReflectorStore.
 func (i *Index) Add(obj any) error {
-	if p := markedPod(obj); p != nil {
+	if p := i.markedPod(obj); p != nil {
 		i.mu.Lock()
 		defer i.mu.Unlock()
 		i.put(p)
@@ -117,10 +130,10 @@ func (i *Index) Update(obj any) error { return i.Add(obj) }
 
 // Delete implements cache.ReflectorStore.
 func (i *Index) Delete(obj any) error {
-	if p := markedPod(obj); p != nil {
+	if p := i.markedPod(obj); p != nil {
 		i.mu.Lock()
 		defer i.mu.Unlock()
-		i.remove(key(p.Namespace, p.Name))
+		i.remove(podName{p.Namespace, p.Name})
 	}
 	return nil
 }
@@ -130,7 +143,7 @@ func (i *Index) Delete(obj any) error {
 func (i *Index) Replace(objs []any, _ string) error {
 	pods := make([]*policies.MarkedPod, 0, len(objs))
 	for _, obj := range objs {
-		if p := markedPod(obj); p != nil {
+		if p := i.markedPod(obj); p != nil {
 			pods = append(pods, p)
 		}
 	}
@@ -146,9 +159,10 @@ func (i *Index) Resync() error { return nil }
 
 // reset replaces the contents with pods (i.mu held, or i not yet shared).
 func (i *Index) reset(pods []*policies.MarkedPod) {
-	i.byName = make(map[string]*policies.MarkedPod, len(pods))
-	i.byIP = make(map[string][]*policies.MarkedPod, len(pods))
-	i.byNode = map[string]map[string]*policies.MarkedPod{}
+	i.byName = make(map[podName]*policies.MarkedPod, len(pods))
+	i.byIP = make(map[string]*policies.MarkedPod, len(pods))
+	i.shared = map[string][]*policies.MarkedPod{}
+	i.byNode = map[string]map[podName]*policies.MarkedPod{}
 	for _, p := range pods {
 		i.put(p)
 	}
@@ -156,39 +170,33 @@ func (i *Index) reset(pods []*policies.MarkedPod) {
 
 // put stores p in place of any pod of its name (i.mu held).
 func (i *Index) put(p *policies.MarkedPod) {
-	k := key(p.Namespace, p.Name)
+	k := podName{p.Namespace, p.Name}
 	i.remove(k)
 	i.byName[k] = p
 	if p.IP != "" {
-		i.byIP[p.IP] = append(i.byIP[p.IP], p)
+		if _, taken := i.byIP[p.IP]; taken {
+			i.shared[p.IP] = append(i.shared[p.IP], p)
+		} else {
+			i.byIP[p.IP] = p
+		}
 	}
 	if p.Node != "" {
 		if i.byNode[p.Node] == nil {
-			i.byNode[p.Node] = map[string]*policies.MarkedPod{}
+			i.byNode[p.Node] = map[podName]*policies.MarkedPod{}
 		}
 		i.byNode[p.Node][k] = p
 	}
 }
 
 // remove drops the pod named k (i.mu held).
-func (i *Index) remove(k string) {
+func (i *Index) remove(k podName) {
 	old, ok := i.byName[k]
 	if !ok {
 		return
 	}
 	delete(i.byName, k)
 	if old.IP != "" {
-		rest := make([]*policies.MarkedPod, 0, len(i.byIP[old.IP]))
-		for _, p := range i.byIP[old.IP] {
-			if p != old {
-				rest = append(rest, p)
-			}
-		}
-		if len(rest) == 0 {
-			delete(i.byIP, old.IP)
-		} else {
-			i.byIP[old.IP] = rest
-		}
+		i.removeAddress(old)
 	}
 	if old.Node != "" {
 		delete(i.byNode[old.Node], k)
@@ -198,18 +206,40 @@ func (i *Index) remove(k string) {
 	}
 }
 
+// removeAddress drops old from its address, promoting a pod that shares it (i.mu held).
+func (i *Index) removeAddress(old *policies.MarkedPod) {
+	others := i.shared[old.IP]
+	if i.byIP[old.IP] == old {
+		if len(others) == 0 {
+			delete(i.byIP, old.IP)
+			return
+		}
+		i.byIP[old.IP], others = others[0], others[1:]
+	} else {
+		others = slices.DeleteFunc(slices.Clone(others), func(p *policies.MarkedPod) bool { return p == old })
+	}
+	if len(others) == 0 {
+		delete(i.shared, old.IP)
+	} else {
+		i.shared[old.IP] = others
+	}
+}
+
 // markedPod is obj as a MarkedPod: already reduced by Transformer (a watch-list), or a pod from
 // a watch event or a paginated list.
-func markedPod(obj any) *policies.MarkedPod {
+func (i *Index) markedPod(obj any) *policies.MarkedPod {
 	switch o := obj.(type) {
 	case *policies.MarkedPod:
 		return o
 	case *corev1.Pod:
-		return policies.MarkedPodOf(o)
+		return i.reduce(o)
 	case toolscache.DeletedFinalStateUnknown:
-		return markedPod(o.Obj)
+		return i.markedPod(o.Obj)
 	}
 	return nil
 }
 
-func key(namespace, name string) string { return namespace + "/" + name }
+// reduce is policies.MarkedPodOf with the strings pods repeat shared.
+func (i *Index) reduce(pod *corev1.Pod) *policies.MarkedPod {
+	return i.strings.share(policies.MarkedPodOf(pod))
+}

@@ -2,6 +2,7 @@ package podindex
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,4 +79,41 @@ func TestIndexReadsAreStable(t *testing.T) {
 	assert.Len(t, got, 1)
 	assert.Same(t, first, got[0])
 	assert.Equal(t, "10.0.0.1", got[0].IP, "the MarkedPod a reader holds is never changed; an update replaces it")
+}
+
+// Of three pods claiming one address, removing the second leaves the first and the third.
+func TestIndexAddressConflictsUnwind(t *testing.T) {
+	i := NewFromListWatch(nil)
+	for _, name := range []string{"a", "b", "c"} {
+		require.NoError(t, i.Add(pod(name, "node-1", "10.0.0.1")))
+	}
+	assert.Equal(t, []string{"a", "b", "c"}, names(i.WithIP("10.0.0.1")))
+	require.NoError(t, i.Delete(pod("b", "node-1", "10.0.0.1")))
+	assert.Equal(t, []string{"a", "c"}, names(i.WithIP("10.0.0.1")))
+	require.NoError(t, i.Delete(pod("a", "node-1", "10.0.0.1")))
+	assert.Equal(t, []string{"c"}, names(i.WithIP("10.0.0.1")))
+}
+
+// Pods share one copy of the strings they repeat (namespace, node, the pulls' connector and
+// repository).
+func TestIndexSharesRepeatedStrings(t *testing.T) {
+	i := NewFromListWatch(nil)
+	withImage := func(name string) *corev1.Pod {
+		p := pod(name, "node-1", "10.0.0."+name)
+		p.Spec.Containers = []corev1.Container{{Name: "app", Image: "127.0.0.1:5050/namespaces/team-a/connectors/harbor/team/app:v1"}}
+		return p
+	}
+	require.NoError(t, i.Add(withImage("1")))
+	require.NoError(t, i.Add(withImage("2")))
+	a, b := i.Get("team-a", "1"), i.Get("team-a", "2")
+	require.Len(t, a.Pulls, 1)
+	assert.Equal(t, policies.ConnectorPull{Connector: policies.ConnectorRef{Namespace: "team-a", Name: "harbor"}, Repository: "team/app"}, b.Pulls[0])
+	for what, pair := range map[string][2]string{
+		"namespace":  {a.Namespace, b.Namespace},
+		"node":       {a.Node, b.Node},
+		"repository": {a.Pulls[0].Repository, b.Pulls[0].Repository},
+		"connector":  {a.Pulls[0].Connector.Name, b.Pulls[0].Connector.Name},
+	} {
+		assert.Same(t, unsafe.StringData(pair[0]), unsafe.StringData(pair[1]), what)
+	}
 }

@@ -81,7 +81,7 @@ func timed(b *testing.B, c *http.Client, method, url, auth string, body []byte) 
 // nodePullDenied times node pulls the central proxy refuses: a node pull listener's pod-bound
 // token (TokenReview names its node; cached after the first request) asks for a repository no
 // pod on its node names, through a connector a pod on that node uses. The whole decision runs
-// (marked pods on the node from the cache, then one live read if the token bucket allows) and
+// (marked pods on the node from the index, then one live read if the token bucket allows) and
 // nothing goes upstream. Interleaved with GET /v2/ without a credential (401, no decision): the
 // cost of TLS and HTTP on loopback.
 func (w *world) nodePullDenied(b *testing.B, c *http.Client, proxy string, n int) (denied, baseline []time.Duration) {
@@ -164,8 +164,8 @@ func (w *world) harborToken(b *testing.B, scope string) string {
 
 // forwardIdentify times CONNECTs to the forward listener, each on a new connection from the
 // address of a random marked pod (127.x.y.z, bound as the source address) to 10.0.0.1:443,
-// which the public tunnel policy refuses: the pod is identified by its address (informer cache,
-// indexed by IP), its connectors are checked for that host, then the tunnel is refused (403).
+// which the public tunnel policy refuses: the pod is identified by its address (the proxy's
+// index of marked pods), its connectors are checked for that host, then the tunnel is refused (403).
 // Interleaved with a non-proxy request on a new connection (400 before any identification).
 func (w *world) forwardIdentify(b *testing.B, forward string, n int) (identify, baseline []time.Duration) {
 	r := rand.New(rand.NewPCG(3, 5))
@@ -311,14 +311,15 @@ func (w *world) waitObserved(b *testing.B, wc client.WithWatch, ref policies.Con
 	b.Fatalf("Connector %s: no status for generation %d in 60 s", ref, gen)
 }
 
-// histogramQuantile is the q-quantile of the reconciles of one controller between two scrapes,
-// interpolated linearly inside the histogram's bucket (as Prometheus's histogram_quantile does).
-func histogramQuantile(before, after []metric, controller string, q float64) (time.Duration, int) {
+// histogramQuantile is the q-quantile of a histogram's observations between two scrapes (those
+// of the series whose labels match), interpolated linearly inside the bucket (as Prometheus's
+// histogram_quantile does), and their count.
+func histogramQuantile(before, after []metric, name string, match map[string]string, q float64) (time.Duration, int) {
 	type bucket struct{ le, count float64 }
 	counts := map[float64]float64{}
 	for sign, ms := range map[float64][]metric{-1: before, 1: after} {
 		for _, m := range ms {
-			if m.name != "controller_runtime_reconcile_time_seconds_bucket" || m.labels["controller"] != controller {
+			if m.name != name+"_bucket" || !matches(m, match) {
 				continue
 			}
 			le, err := strconv.ParseFloat(m.labels["le"], 64)

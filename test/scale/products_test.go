@@ -262,18 +262,21 @@ func splitLabels(s string) []string {
 func sum(ms []metric, name string, match map[string]string) float64 {
 	total := 0.0
 	for _, m := range ms {
-		if m.name != name {
-			continue
-		}
-		ok := true
-		for k, v := range match {
-			ok = ok && m.labels[k] == v
-		}
-		if ok {
+		if m.name == name && matches(m, match) {
 			total += m.value
 		}
 	}
 	return total
+}
+
+// matches reports whether m has every label of match.
+func matches(m metric, match map[string]string) bool {
+	for k, v := range match {
+		if m.labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // waitReconciled waits until the manager's two controllers have each reconciled every Connector
