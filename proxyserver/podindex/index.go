@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/alauda/harbor-connector/policies"
 )
@@ -40,6 +41,12 @@ type Index struct {
 // podName is a pod's namespace and name: a map key that costs no concatenated string per pod.
 type podName struct{ namespace, name string }
 
+// The manager starts it on every replica, and the reflector feeds it.
+var (
+	_ manager.LeaderElectionRunnable = (*Index)(nil)
+	_ toolscache.TransformingStore   = (*Index)(nil)
+)
+
 // Selector selects the pods the webhook marked.
 var Selector = labels.SelectorFromSet(labels.Set{policies.LabelProxyInjected: "true"}).String()
 
@@ -63,6 +70,10 @@ func (i *Index) Start(ctx context.Context) error {
 	r.RunWithContext(ctx)
 	return nil
 }
+
+// NeedLeaderElection is false: every proxy replica serves, so each holds the index
+// (manager.LeaderElectionRunnable).
+func (i *Index) NeedLeaderElection() bool { return false }
 
 // HasSynced reports whether the initial list is in.
 func (i *Index) HasSynced() bool { return i.synced.Load() }
