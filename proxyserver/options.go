@@ -39,8 +39,8 @@ type Options struct {
 	// empty disables node pulls.
 	NodeForwarders []string
 	// ConnectorLiveReads limits the live reads of connectors and namespaces the informer has not
-	// cached yet; NodePullLiveReads those of pods behind node pulls it cannot justify yet
-	// (LiveReads).
+	// cached yet; NodePullLiveReads those of pods behind node pulls the index of marked pods
+	// cannot justify yet (LiveReads).
 	ConnectorLiveReads LiveReadsLimit
 	NodePullLiveReads  LiveReadsLimit
 	// CredentialsNamespace is where the manager keeps its copies of connectors' credentials:
@@ -71,7 +71,8 @@ type ForwardOptions struct {
 	// PodIdentity identifies callers without a credential by the source address of a running
 	// pod the webhook marked (PodsByIP).
 	PodIdentity bool
-	// PodWait is how long an unknown source address waits for the informer to learn it (PodsByIP.Wait).
+	// PodWait is how long an unknown source address waits for the index of marked pods to learn
+	// it (PodsByIP.Wait).
 	PodWait time.Duration
 	// PodLiveReads limits the live pod reads once PodWait is over without a match (LiveReads).
 	PodLiveReads LiveReadsLimit
@@ -118,7 +119,7 @@ func DefaultOptions() Options {
 			TunnelDialTimeout: 10 * time.Second,
 			PodIdentity:       true,
 			// A pod's first request often comes within milliseconds of its container starting,
-			// before the kubelet's status update carrying its IP has reached the informer.
+			// before the kubelet's status update carrying its IP has reached the proxy's watch.
 			PodWait:      5 * time.Second,
 			PodLiveReads: liveReads,
 		},
