@@ -12,10 +12,10 @@ import (
 // errLiveReadsLimited is a live read refused by the rate limit: callers answer as for a miss.
 var errLiveReadsLimited = errors.New("live reads are rate limited")
 
-// LiveReads is how the proxy reads pods and connectors from the API server when its informer
-// cache has no match yet: the kubelet can start a pod, and the pod send its first request,
-// before the informer has its address or its node (and a Connector applied with its first
-// workload may not be cached yet). Anyone who reaches the proxy can cause such a miss (an
+// LiveReads is how the proxy reads pods and connectors from the API server when its index of
+// marked pods or its informer cache has no match yet: the kubelet can start a pod, and the pod
+// send its first request, before the proxy's watch delivered its address or its node (and a
+// Connector applied with its first workload may not be cached yet). Anyone who reaches the proxy can cause such a miss (an
 // address no marked pod has, a pull no pod justifies), so the reads go through a token bucket:
 // a flood of misses costs the API server at most qps field-selected Lists per second, and a miss
 // that finds no token is answered as a miss (refused; clients and the kubelet retry).
@@ -57,9 +57,9 @@ func (l *LiveReads) List(ctx context.Context, list client.ObjectList, opts ...cl
 
 // fromWatchCache asks for resourceVersion "0": the API server answers from its watch cache
 // (for pods, through its spec.nodeName index) and never from etcd. A live read only has to see
-// what the informer has not seen yet, and what it looks for is already there: the kubelet
-// learns of a pod's binding from that same watch cache, and a pod's address reaches it before
-// the proxy's informer. A quorum read of all pods behind a label and field selector took 7.7 ms
+// what the proxy's watch has not delivered yet, and what it looks for is already there: the
+// kubelet learns of a pod's binding from that same watch cache, and a pod's address reaches it
+// before the proxy's watch. A quorum read of all pods behind a label and field selector took 7.7 ms
 // at p50 and 155 ms at p99 with 30,000 pods (README "Scale").
 type fromWatchCache struct{}
 

@@ -28,7 +28,7 @@ var (
 	// (LiveReads): made, or limited (refused by the rate limit).
 	liveReads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "connectors_proxy_live_reads_total",
-		Help: "Reads of pods and connectors from the API server after an informer cache miss, by result: made or limited.",
+		Help: "Reads of pods and connectors from the API server after a miss in the proxy's caches, by result: made or limited.",
 	}, []string{"result"})
 	// nodePulls counts the node listeners' pulls by how they were authorised (README "Per-pod
 	// pulls"): identity "pod" (the pulling pod's own token) or "node" (any marked pod on the

@@ -132,7 +132,7 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 
 // NewForward builds the forward listener around handler (NewHandler's) from o: the interception
 // CA in o.InterceptCADir, the tunnel policy, and, with o.PodIdentity, callers identified by
-// source address from mgr's informer cache, with live reads limited as o.PodLiveReads.
+// source address from handler's index of marked pods, with live reads limited as o.PodLiveReads.
 func NewForward(handler *Handler, mgr ctrl.Manager, o ForwardOptions) (*Forward, error) {
 	mode := o.TunnelMode
 	if mode != policies.TunnelPublic && mode != policies.TunnelDeny && mode != policies.TunnelAllowList {
