@@ -15,10 +15,11 @@ var errLiveReadsLimited = errors.New("live reads are rate limited")
 // LiveReads is how the proxy reads pods and connectors from the API server when its index of
 // marked pods or its informer cache has no match yet: the kubelet can start a pod, and the pod
 // send its first request, before the proxy's watch delivered its address or its node (and a
-// Connector applied with its first workload may not be cached yet). Anyone who reaches the proxy can cause such a miss (an
-// address no marked pod has, a pull no pod justifies), so the reads go through a token bucket:
-// a flood of misses costs the API server at most qps field-selected Lists per second, and a miss
-// that finds no token is answered as a miss (refused; clients and the kubelet retry).
+// Connector applied with its first workload may not be cached yet). Anyone who reaches the
+// proxy can cause such a miss (an address no marked pod has, a pull no pod justifies), so the
+// reads go through a token bucket: a flood of misses costs the API server at most qps
+// field-selected Lists per second, and a miss that finds no token is answered as a miss
+// (refused; clients and the kubelet retry).
 type LiveReads struct {
 	Reader  client.Reader
 	limiter flowcontrol.RateLimiter
@@ -59,8 +60,8 @@ func (l *LiveReads) List(ctx context.Context, list client.ObjectList, opts ...cl
 // (for pods, through its spec.nodeName index) and never from etcd. A live read only has to see
 // what the proxy's watch has not delivered yet, and what it looks for is already there: the
 // kubelet learns of a pod's binding from that same watch cache, and a pod's address reaches it
-// before the proxy's watch. A quorum read of all pods behind a label and field selector took 7.7 ms
-// at p50 and 155 ms at p99 with 30,000 pods (README "Scale").
+// before the proxy's watch. A quorum read of all pods behind a label and field selector took
+// 7.7 ms at p50 and 155 ms at p99 with 30,000 pods (README "Scale").
 type fromWatchCache struct{}
 
 func (fromWatchCache) ApplyToList(o *client.ListOptions) {

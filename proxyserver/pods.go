@@ -76,11 +76,12 @@ func (p PodsByIP) missing(ip string) error {
 	return &noPodError{fmt.Sprintf("no running pod marked %s=true has address %s", policies.LabelProxyInjected, ip)}
 }
 
-// onePod is the single active pod of pods holding ip, nil without one.
+// onePod is the single active pod of pods holding ip, nil without one (pods come from the index
+// or listMarked, so all are marked).
 func onePod(pods []*policies.MarkedPod, ip string) (*policies.MarkedPod, error) {
 	var found *policies.MarkedPod
 	for _, pod := range pods {
-		if !pod.Marked || pod.IP != ip || !pod.Active() {
+		if pod.IP != ip || !pod.Active() {
 			continue
 		}
 		if found != nil {
@@ -95,7 +96,7 @@ func onePod(pods []*policies.MarkedPod, ip string) (*policies.MarkedPod, error) 
 // as the index holds them.
 func listMarked(ctx context.Context, live client.Reader, opts ...client.ListOption) ([]*policies.MarkedPod, error) {
 	var pods corev1.PodList
-	if err := live.List(ctx, &pods, append(opts, client.MatchingLabels{policies.LabelProxyInjected: "true"})...); err != nil {
+	if err := live.List(ctx, &pods, append(opts, client.MatchingLabelsSelector{Selector: podindex.Marked})...); err != nil {
 		return nil, err
 	}
 	out := make([]*policies.MarkedPod, len(pods.Items))

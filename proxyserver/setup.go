@@ -96,13 +96,7 @@ func NewHandler(ctx context.Context, mgr ctrl.Manager, opts Options) (*Handler, 
 	}); err != nil {
 		return nil, err
 	}
-	pods, err := markedPods(mgr)
-	if err != nil {
-		return nil, err
-	}
-	// Pods missing from the index are read live in protobuf too: a node's pods, or the pods
-	// with an address.
-	livePods, err := client.New(protobuf(mgr.GetConfig()), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	pods, livePods, err := markedPods(mgr)
 	if err != nil {
 		return nil, err
 	}
@@ -158,18 +152,24 @@ func NewForward(handler *Handler, mgr ctrl.Manager, o ForwardOptions) (*Forward,
 	return fwd, nil
 }
 
-// markedPods starts the index of marked pods with mgr (its initial list in protobuf: every
-// marked pod of the cluster).
-func markedPods(mgr ctrl.Manager) (*podindex.Index, error) {
-	clientset, err := kubernetes.NewForConfig(protobuf(mgr.GetConfig()))
+// markedPods starts the index of marked pods with mgr, and returns it with the reader of pods it
+// does not hold yet (a node's Pending pods, the pods with an address); both use protobuf: the
+// index's initial list is every marked pod of the cluster.
+func markedPods(mgr ctrl.Manager) (*podindex.Index, client.Reader, error) {
+	cfg := protobuf(mgr.GetConfig())
+	clientset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pods := podindex.New(clientset)
 	if err := mgr.Add(pods); err != nil {
-		return nil, fmt.Errorf("watching marked pods: %w", err)
+		return nil, nil, fmt.Errorf("watching marked pods: %w", err)
 	}
-	return pods, nil
+	live, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, nil, err
+	}
+	return pods, live, nil
 }
 
 // protobuf is cfg asking for protobuf, which built-in types (pods) are served in: a third of

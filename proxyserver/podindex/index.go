@@ -47,14 +47,15 @@ var (
 	_ toolscache.TransformingStore   = (*Index)(nil)
 )
 
-// Selector selects the pods the webhook marked.
-var Selector = labels.SelectorFromSet(labels.Set{policies.LabelProxyInjected: "true"}).String()
+// Marked selects the pods the webhook marked: the index's watch, and the proxy's live reads of
+// what the index does not hold yet.
+var Marked = labels.SelectorFromSet(labels.Set{policies.LabelProxyInjected: "true"})
 
 // New watches the marked pods through clientset (give it a protobuf config: the initial list is
 // every marked pod in the cluster).
 func New(clientset kubernetes.Interface) *Index {
 	return NewFromListWatch(toolscache.NewFilteredListWatchFromClient(clientset.CoreV1().RESTClient(), "pods", metav1.NamespaceAll,
-		func(o *metav1.ListOptions) { o.LabelSelector = Selector }))
+		func(o *metav1.ListOptions) { o.LabelSelector = Marked.String() }))
 }
 
 // NewFromListWatch watches the pods lw lists.
@@ -139,13 +140,20 @@ func (i *Index) Add(obj any) error {
 // Update implements cache.ReflectorStore.
 func (i *Index) Update(obj any) error { return i.Add(obj) }
 
-// Delete implements cache.ReflectorStore.
+// Delete implements cache.ReflectorStore: by name, without reducing the deleted pod.
 func (i *Index) Delete(obj any) error {
-	if p := i.markedPod(obj); p != nil {
-		i.mu.Lock()
-		defer i.mu.Unlock()
-		i.remove(podName{p.Namespace, p.Name})
+	var k podName
+	switch o := obj.(type) {
+	case *policies.MarkedPod:
+		k = podName{o.Namespace, o.Name}
+	case *corev1.Pod:
+		k = podName{o.Namespace, o.Name}
+	default:
+		return nil
 	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.remove(k)
 	return nil
 }
 
@@ -237,15 +245,13 @@ func (i *Index) removeAddress(old *policies.MarkedPod) {
 }
 
 // markedPod is obj as a MarkedPod: already reduced by Transformer (a watch-list), or a pod from
-// a watch event or a paginated list.
+// a watch event or a paginated list (a reflector hands its store nothing else).
 func (i *Index) markedPod(obj any) *policies.MarkedPod {
 	switch o := obj.(type) {
 	case *policies.MarkedPod:
 		return o
 	case *corev1.Pod:
 		return i.reduce(o)
-	case toolscache.DeletedFinalStateUnknown:
-		return i.markedPod(o.Obj)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/alauda/harbor-connector/policies"
 )
@@ -31,7 +30,7 @@ func names(pods []*policies.MarkedPod) []string {
 }
 
 // The index follows what the reflector tells it: an update moves a pod to its new address and
-// node and leaves nothing under the old ones; a delete (or a tombstone) drops it; a relist
+// node and leaves nothing under the old ones; a delete drops it; a relist
 // replaces everything.
 func TestIndexFollowsTheWatch(t *testing.T) {
 	i := NewFromListWatch(nil)
@@ -54,7 +53,7 @@ func TestIndexFollowsTheWatch(t *testing.T) {
 	require.NoError(t, i.Add(pod("c", "node-2", "10.0.0.2")))
 	assert.ElementsMatch(t, []string{"b", "c"}, names(i.WithIP("10.0.0.2")), "two pods claiming one address are both returned, for the caller to refuse")
 
-	require.NoError(t, i.Delete(toolscache.DeletedFinalStateUnknown{Key: "team-a/b", Obj: pod("b", "node-1", "10.0.0.2")}))
+	require.NoError(t, i.Delete(pod("b", "node-1", "10.0.0.2")))
 	assert.Empty(t, i.OnNode("node-1"))
 	assert.Equal(t, []string{"c"}, names(i.WithIP("10.0.0.2")))
 	require.NoError(t, i.Delete(pod("c", "", "")))

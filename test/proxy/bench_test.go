@@ -287,10 +287,8 @@ func throughput(b *testing.B, c *http.Client, url, auth string, size int64) floa
 	return float64(n) / 1e6 / time.Since(start).Seconds()
 }
 
-// profiling reports whether BENCH_PROFILE_DIR asks for profiles.
-func (p *benchParts) profiling() bool {
-	return os.Getenv("BENCH_PROFILE_DIR") != "" && p.pprofAddr != ""
-}
+// profiling reports whether BENCH_PROFILE_DIR asked for profiles (the proxy then serves pprof).
+func (p *benchParts) profiling() bool { return p.pprofAddr != "" }
 
 // profile records a CPU profile of the proxy for seconds into BENCH_PROFILE_DIR/<name>.pprof;
 // the returned func waits for it (no-op without BENCH_PROFILE_DIR): go tool pprof -top it.
