@@ -22,6 +22,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -331,25 +332,18 @@ var (
 // waitProxyHasPod waits until the proxy's index of marked pods holds pod (its UID) and ready,
 // if not nil, accepts what it holds.
 func waitProxyHasPod(ctx context.Context, pod *corev1.Pod, ready func(*policies.MarkedPod) bool) error {
-	var last string
-	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+	return pollProxy(ctx, fmt.Sprintf("marked pod %s/%s", pod.Namespace, pod.Name), func(context.Context) string {
 		held := proxyPods.Get(pod.Namespace, pod.Name)
 		switch {
 		case held == nil:
-			last = "not held"
+			return "not held"
 		case pod.UID != "" && held.UID != pod.UID:
-			last = fmt.Sprintf("an earlier pod of that name (UID %s, want %s)", held.UID, pod.UID)
+			return earlierObject(held.UID, pod.UID)
 		case ready != nil && !ready(held):
-			last = fmt.Sprintf("not the expected state yet: %+v", *held)
-		default:
-			return true, nil
+			return fmt.Sprintf("not the expected state yet: %+v", *held)
 		}
-		return false, nil
+		return ""
 	})
-	if err != nil {
-		return fmt.Errorf("the proxy's index of marked pods did not get %s/%s: %v (last: %s)", pod.Namespace, pod.Name, err, last)
-	}
-	return nil
 }
 
 // waitProxySees waits until the proxy's informer cache holds obj (the same object: its UID, when
@@ -361,26 +355,36 @@ func waitProxySees(ctx context.Context, obj client.Object, ready func(cached cli
 	}
 	key := client.ObjectKeyFromObject(obj)
 	cached := obj.DeepCopyObject().(client.Object)
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+	return pollProxy(ctx, fmt.Sprintf("%T %s", obj, key), func(ctx context.Context) string {
 		if err := proxyView.Get(ctx, key, cached); err != nil {
-			last = err // NotFound until the informer has it
-			return false, nil
+			return err.Error() // NotFound until the informer has it
 		}
 		if obj.GetUID() != "" && cached.GetUID() != obj.GetUID() {
-			last = fmt.Errorf("the proxy still holds an earlier object of that name (UID %s, want %s)", cached.GetUID(), obj.GetUID())
-			return false, nil
+			return earlierObject(cached.GetUID(), obj.GetUID())
 		}
 		if ready != nil && !ready(cached) {
-			last = fmt.Errorf("the proxy's copy (resourceVersion %s) is not the expected state yet", cached.GetResourceVersion())
-			return false, nil
+			return fmt.Sprintf("the proxy's copy (resourceVersion %s) is not the expected state yet", cached.GetResourceVersion())
 		}
-		return true, nil
+		return ""
+	})
+}
+
+// pollProxy polls what the proxy holds until missing returns "" (held, and in the expected
+// state); missing says what is not there yet, and its last answer ends up in the error.
+func pollProxy(ctx context.Context, what string, missing func(context.Context) string) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		last = missing(ctx)
+		return last == "", nil
 	})
 	if err != nil {
-		return fmt.Errorf("the proxy's informer did not get %T %s: %v (last: %v)", obj, key, err, last)
+		return fmt.Errorf("the proxy did not get %s: %v (last: %s)", what, err, last)
 	}
 	return nil
+}
+
+func earlierObject(held, want types.UID) string {
+	return fmt.Sprintf("the proxy still holds an earlier object of that name (UID %s, want %s)", held, want)
 }
 
 // saToken requests a real ServiceAccount token from the API server.
