@@ -305,17 +305,26 @@ func waitForCAs(t *testing.T, name string, want []*x509.Certificate) {
 	t.Fatalf("ConfigMap %s/%s never held %s: %s", nodeNamespace, name, subjects(want), last)
 }
 
+// assertSynced waits up to 10 s for the Bundle's Synced condition: trust-manager writes the
+// target ConfigMap first and the Bundle's status after it, so a test that saw the ConfigMap may
+// read the Bundle before its status is there.
 func assertSynced(t *testing.T, bundle string) {
 	t.Helper()
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion("trust.cert-manager.io/v1alpha1")
-	u.SetKind("Bundle")
-	require.NoError(t, k8s.Get(context.Background(), client.ObjectKey{Name: bundle}, u))
-	raw, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 	var conds []metav1.Condition
-	for _, c := range raw {
-		m := c.(map[string]any)
-		conds = append(conds, metav1.Condition{Type: fmt.Sprint(m["type"]), Status: metav1.ConditionStatus(fmt.Sprint(m["status"])), Reason: fmt.Sprint(m["reason"])})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("trust.cert-manager.io/v1alpha1")
+		u.SetKind("Bundle")
+		require.NoError(t, k8s.Get(context.Background(), client.ObjectKey{Name: bundle}, u))
+		raw, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		conds = conds[:0]
+		for _, c := range raw {
+			m := c.(map[string]any)
+			conds = append(conds, metav1.Condition{Type: fmt.Sprint(m["type"]), Status: metav1.ConditionStatus(fmt.Sprint(m["status"])), Reason: fmt.Sprint(m["reason"])})
+		}
+		if meta.IsStatusConditionTrue(conds, "Synced") || time.Now().After(deadline) {
+			break
+		}
 	}
 	assert.True(t, meta.IsStatusConditionTrue(conds, "Synced"), "Bundle %s: %+v", bundle, conds)
 }
